@@ -1,0 +1,36 @@
+"""Convergence bounds as pure functions: provenance, preconditions, predictions.
+
+``bounds.get("liao2022.theorem1")`` returns a registered :class:`~bounds.core.Bound`;
+``bounds.registry()`` lists them all.  No training code lives here.
+"""
+
+from . import liao2022  # noqa: F401  (registers its bounds)
+from .core import (
+    Bound,
+    CalibratedForm,
+    CalibrationError,
+    LogLinearForm,
+    Prediction,
+    Source,
+    Term,
+    Tightness,
+    Trend,
+    get,
+    register,
+    registry,
+)
+
+__all__ = [
+    "Bound",
+    "CalibratedForm",
+    "CalibrationError",
+    "LogLinearForm",
+    "Prediction",
+    "Source",
+    "Term",
+    "Tightness",
+    "Trend",
+    "get",
+    "register",
+    "registry",
+]

@@ -1,0 +1,1 @@
+"""Train masked shallow networks over a grid and check convergence bounds statistically."""

@@ -1,0 +1,361 @@
+"""Checks of linear convergence to a neighbourhood: envelope, rate, floor and trends.
+
+Observed statistics (per grid point, from all repetitions):
+
+* **floor**: the tail mean of the loss; batch means of the last ``tail`` rounds of every
+  repetition are the (nearly independent) samples of a t interval (batch-means method).
+* **rate**: the per-round log-decay ``delta = -log rho`` of the linear phase, fitted per
+  repetition as the slope of ``log(L_k - B)`` against ``k`` over the rounds until the excess
+  loss ``L_k - B`` first falls to ``fit_fraction`` of its initial value (``B``: the floor
+  estimate).  The window is a fixed fraction of the decay, so in the linearised regime
+  the statistic is proportional to the effective step and comparable across the grid.
+
+Tests (each a one-sided p-value for "the bound holds"):
+
+* calibrated prediction: ``z = (log observed - log predicted) / se_pred`` with the OLS
+  prediction s.e. of the calibration fit and its degrees of freedom;
+* known prediction: a t-test of the samples against the prediction.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from bounds.core import Bound, CalibratedForm, Trend
+
+from ..schema import Spec, positive_float, positive_int
+from . import CheckKind, register
+from .stats import NAN_ESTIMATE, Estimate, batch_means, one_sided_p, slope_with_ci, t_estimate
+from .verdict import FAIL, INCONCLUSIVE, OUTSIDE, PointData, Verdict
+
+OBSERVE = {
+    "curve": Spec(str, "loss"),
+    "tail": positive_int(100, maximum=1_000_000),
+    "batches": positive_int(5, maximum=1000),
+    "fit_fraction": Spec(float, 0.3, lambda v: 0 < v < 1, "number in (0, 1)"),
+    "floor_atol": positive_float(1e-3),
+}
+
+
+@dataclass
+class Context:
+    """What a check needs about one (case, bound): points, roles, calibration, budget."""
+
+    case: str
+    bound: Bound
+    points: list[PointData]
+    roles: dict[str, str]
+    violations: dict[str, list[str]]
+    calibration: dict[str, CalibratedForm]
+    calibration_errors: dict[str, str]
+    perturb: Mapping[str, float]
+    alpha: float
+    observe: dict[str, Any] = field(default_factory=dict)
+    all_points: list[PointData] = field(default_factory=list)  # incl. out-of-scope comparisons
+
+    @property
+    def n_tested(self) -> int:
+        return max(1, sum(1 for r in self.roles.values() if r != "calibration"))
+
+
+# --------------------------------------------------------------------------- observations
+def observe_floor(pt: PointData, cfg: Mapping[str, Any]) -> Estimate:
+    key = ("floor", cfg["curve"], cfg["tail"], cfg["batches"])
+    if key not in pt.cache:
+        curves = pt.curves[cfg["curve"]]
+        tail = min(cfg["tail"], curves.shape[1] - 1)
+        if tail < cfg["batches"] or not np.isfinite(curves[:, -tail:]).all():
+            pt.cache[key] = NAN_ESTIMATE
+        else:
+            pt.cache[key] = t_estimate(batch_means(curves, tail, cfg["batches"]))
+    return pt.cache[key]
+
+
+def rep_floors(pt: PointData, cfg: Mapping[str, Any]) -> np.ndarray:
+    curves = pt.curves[cfg["curve"]]
+    tail = min(cfg["tail"], curves.shape[1] - 1)
+    return curves[:, -tail:].mean(axis=1)
+
+
+def fit_decay(curve: np.ndarray, floor: float, fraction: float) -> float:
+    """Per-round log-decay of one curve over its linear phase (see module docstring)."""
+    excess = curve - floor
+    if not np.isfinite(excess).all() or excess[0] <= 0:
+        return math.nan
+    below = np.flatnonzero(excess <= fraction * excess[0])
+    if below.size == 0:
+        return math.nan
+    K = int(below[0])
+    if K < 2:
+        # decayed within one or two rounds: the rate follows from the drop itself
+        return float(-math.log(max(excess[K], 1e-300) / excess[0]) / max(K, 1))
+    k = np.arange(K + 1)
+    slope = np.polyfit(k, np.log(np.maximum(excess[: K + 1], 1e-300)), 1)[0]
+    return float(-slope)
+
+
+def observe_decay(pt: PointData, cfg: Mapping[str, Any]) -> Estimate:
+    key = ("decay", cfg["curve"], cfg["tail"], cfg["fit_fraction"])
+    if key not in pt.cache:
+        curves = pt.curves[cfg["curve"]]
+        floor = observe_floor(pt, cfg).value
+        start = float(np.mean(curves[:, 0]))
+        if not math.isfinite(floor) or floor > 0.5 * cfg["fit_fraction"] * start:
+            # the tail has not settled far below the fit window: no linear phase to fit
+            pt.cache[key] = NAN_ESTIMATE
+        else:
+            decays = np.array([fit_decay(c, floor, cfg["fit_fraction"]) for c in curves])
+            pt.cache[key] = t_estimate(decays) if np.isfinite(decays).all() else NAN_ESTIMATE
+    return pt.cache[key]
+
+
+OBSERVERS = {"floor": observe_floor, "rate": observe_decay}
+
+
+# --------------------------------------------------------------------------- predictions
+@dataclass(frozen=True)
+class Predicted:
+    value: float  # point prediction (possibly perturbed)
+    log_se: float  # prediction s.e. in log space (calibrated) or nan (known)
+    dof: float
+    limit: float  # one-sided Bonferroni prediction limit used by the envelope
+
+
+def predicted(ctx: Context, quantity: str, params: Mapping[str, Any]) -> Predicted | str:
+    """Prediction of ``quantity`` at ``params``, or the reason there is none."""
+    if quantity in ctx.calibration_errors:
+        return f"calibration of {quantity} failed: {ctx.calibration_errors[quantity]}"
+    cal = ctx.calibration.get(quantity)
+    side = "upper" if quantity == "floor" else "lower"
+    if cal is not None:
+        value = cal.predict(params)
+        log_se, dof = cal.log_se(params), float(cal.dof)
+        limit = cal.limit(params, ctx.alpha / ctx.n_tested, side)
+        if value > 0 and not math.isfinite(log_se):
+            return f"calibration of {quantity} has no residual degrees of freedom"
+    else:
+        value = ctx.bound.predict(params).get(quantity if quantity != "rate" else "decay")
+        if value is None:
+            return f"{ctx.bound.id} does not predict {quantity}"
+        log_se, dof, limit = math.nan, math.nan, value
+    factor = ctx.perturb.get(quantity, 1.0)
+    return Predicted(value * factor, log_se, dof, limit * factor)
+
+
+# --------------------------------------------------------------------------- verdict helpers
+def base_verdict(ctx: Context, name: str, kind: str, pt: PointData, quantity: str) -> Verdict:
+    return Verdict(
+        case=ctx.case,
+        bound=ctx.bound.id,
+        check=name,
+        kind=kind,
+        point_key=pt.key,
+        label=pt.label,
+        params=pt.params,
+        role=ctx.roles[pt.key],
+        status=INCONCLUSIVE,
+        quantity=quantity,
+    )
+
+
+def screened(ctx: Context, v: Verdict, pt: PointData) -> bool:
+    """Settle outside-hypotheses and divergence; True if the verdict is final."""
+    if ctx.violations[pt.key]:
+        v.status, v.detail = OUTSIDE, "; ".join(ctx.violations[pt.key])
+        return True
+    diverged = pt.divergence()
+    if diverged:
+        v.status, v.detail, v.p_value = FAIL, diverged, 0.0
+        return True
+    return False
+
+
+def log_test(v: Verdict, est: Estimate, pred: Predicted, alternative: str) -> None:
+    """One-sided test of the observation against a prediction on the log scale."""
+    v.observed, v.ci_low, v.ci_high = est.value, est.low, est.high
+    v.predicted = pred.value
+    if math.isfinite(pred.log_se):
+        z = (math.log(est.value) - math.log(pred.value)) / pred.log_se
+        v.p_value = one_sided_p(z, pred.dof, alternative)
+        v.allowed = pred.limit
+    else:
+        z = (est.value - pred.value) / est.se if est.se > 0 else math.copysign(math.inf, est.value - pred.value)
+        v.p_value = (
+            one_sided_p(z, est.dof, alternative) if math.isfinite(z) else float(
+                (z > 0) == (alternative == "greater"))
+        )
+        v.allowed = pred.value
+
+
+# --------------------------------------------------------------------------- checks
+def floor_check(ctx: Context, name: str, cfg: Mapping[str, Any]) -> list[Verdict]:
+    """Tail-mean loss within the predicted neighbourhood (one-sided: fail if above)."""
+    out = []
+    for pt in ctx.points:
+        v = base_verdict(ctx, name, "floor", pt, "floor")
+        out.append(v)
+        if screened(ctx, v, pt):
+            continue
+        est = observe_floor(pt, cfg)
+        pred = predicted(ctx, "floor", pt.params)
+        if isinstance(pred, str) or not est.ok:
+            v.detail = pred if isinstance(pred, str) else "too few tail samples for a CI"
+            continue
+        v.predicted_floor = pred.value
+        if pred.value == 0.0:  # no masking noise: the loss must vanish (to floor_atol)
+            v.observed, v.ci_low, v.ci_high = est.value, est.low, est.high
+            v.predicted, v.allowed = 0.0, cfg["floor_atol"]
+            z = (est.value - cfg["floor_atol"]) / est.se if est.se > 0 else -math.inf
+            v.p_value = one_sided_p(z, est.dof, "greater") if math.isfinite(z) else 0.0
+            v.detail = f"predicted floor 0: tested against floor_atol = {cfg['floor_atol']:g}"
+        else:
+            log_test(v, est, pred, "greater")
+    return out
+
+
+def rate_check(ctx: Context, name: str, cfg: Mapping[str, Any]) -> list[Verdict]:
+    """Linear-phase decay at least as fast as predicted (one-sided: fail if slower)."""
+    out = []
+    for pt in ctx.points:
+        v = base_verdict(ctx, name, "rate", pt, "rate")
+        out.append(v)
+        if screened(ctx, v, pt):
+            continue
+        est = observe_decay(pt, cfg)
+        pred = predicted(ctx, "rate", pt.params)
+        if isinstance(pred, str) or not est.ok or est.value <= 0:
+            v.detail = (
+                pred
+                if isinstance(pred, str)
+                else "no linear phase to fit (floor not far below the fit window, or a "
+                "repetition never reached it)"
+            )
+            continue
+        v.predicted_rate = math.exp(-pred.value)
+        log_test(v, est, pred, "less")
+    return out
+
+
+def envelope_check(ctx: Context, name: str, cfg: Mapping[str, Any]) -> list[Verdict]:
+    """Every round's mean loss under ``rho^k L0 + B`` (Bonferroni over rounds).
+
+    Uses the per-repetition initial loss (the theorem bounds the expectation over masks
+    given the initialisation) and the one-sided prediction limits of rate and floor at
+    level ``false_alarm / (number of tested points)``.
+    """
+    out = []
+    for pt in ctx.points:
+        v = base_verdict(ctx, name, "envelope", pt, "envelope")
+        out.append(v)
+        if screened(ctx, v, pt):
+            continue
+        rate = predicted(ctx, "rate", pt.params)
+        floor = predicted(ctx, "floor", pt.params)
+        if isinstance(rate, str) or isinstance(floor, str):
+            v.detail = rate if isinstance(rate, str) else floor
+            continue
+        B = floor.limit if floor.value > 0 else cfg["floor_atol"]
+        delta = rate.limit
+        curves = pt.curves[cfg["curve"]]
+        R, T = curves.shape
+        k = np.arange(T)
+        envelope = np.exp(-delta * k)[None, :] * curves[:, :1] + B
+        excess = curves - envelope
+        mean = excess.mean(axis=0)
+        v.predicted_rate, v.predicted_floor = math.exp(-delta), B
+        ratio = curves.mean(axis=0) / envelope.mean(axis=0)
+        worst = int(np.argmax(ratio))
+        v.observed, v.predicted, v.allowed = float(ratio[worst]), 1.0, 1.0
+        v.detail = f"worst round {worst}: mean loss / envelope = {ratio[worst]:.3g}"
+        if R < 2:
+            v.detail += "; one repetition: no test"
+            continue
+        se = excess.std(axis=0, ddof=1) / math.sqrt(R)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            z = np.where(se > 0, mean / se, np.where(mean > 0, np.inf, -np.inf))
+        p_rounds = np.array([one_sided_p(zi, R - 1, "greater") if np.isfinite(zi) else float(zi > 0)
+                             for zi in z[1:]])
+        v.p_value = float(min(1.0, (T - 1) * np.min(p_rounds)))
+        env_worst = envelope.mean(axis=0)[worst]
+        v.ci_low = float((mean[worst] - 2 * se[worst]) / env_worst + 1)
+        v.ci_high = float((mean[worst] + 2 * se[worst]) / env_worst + 1)
+    return out
+
+
+def trend_check(ctx: Context, name: str, cfg: Mapping[str, Any]) -> list[Verdict]:
+    """The floor's claimed monotonicity in a parameter, per group of the other parameters.
+
+    Per group: OLS slope of log per-repetition floor against log(parameter) (or the
+    claim's encoding of a categorical parameter) with a t interval; fail if the slope
+    is significantly of the wrong sign.  ``perturb trend=-1`` reverses every claim.
+    """
+    out = []
+    trends: tuple[Trend, ...] = ctx.bound.trends
+    if ctx.perturb.get("trend", 1.0) < 0:
+        trends = tuple(t.reversed() for t in trends)
+    pool = ctx.all_points or ctx.points
+    eligible = [pt for pt in pool if not ctx.violations[pt.key] and not pt.divergence()]
+    for trend in trends:
+        groups: dict[str, list[PointData]] = defaultdict(list)
+        for pt in eligible:
+            if trend.parameter not in pt.params:
+                continue
+            fixed = {k: v for k, v in grid_params(pt).items() if k != trend.parameter}
+            groups[" ".join(f"{k}={v}" for k, v in sorted(fixed.items()))].append(pt)
+        for label, members in sorted(groups.items()):
+            values = {pt.params[trend.parameter] for pt in members}
+            if len(values) < 2:
+                continue
+            xs, ys = [], []
+            for pt in members:
+                floors = rep_floors(pt, cfg)
+                xs += [trend.encode(pt.params[trend.parameter])] * len(floors)
+                ys += list(np.log(np.maximum(floors, 1e-300)))
+            slope, se, dof, (lo, hi) = slope_with_ci(np.array(xs), np.array(ys))
+            first = members[0]
+            v = Verdict(
+                case=ctx.case,
+                bound=ctx.bound.id,
+                check=name,
+                kind="trend",
+                point_key=f"{trend.quantity}~{trend.parameter}|{label}",
+                label=f"{trend.quantity} {trend.direction} in {trend.parameter} at {label}",
+                params={k: v for k, v in grid_params(first).items() if k != trend.parameter},
+                role="test",
+                status=INCONCLUSIVE,
+                quantity="slope",
+                observed=slope,
+                ci_low=lo,
+                ci_high=hi,
+                allowed=0.0,
+                detail=f"claim: {trend.direction} in {trend.parameter} ({trend.note}); "
+                f"slope of log {trend.quantity} vs "
+                f"{'encoded ' if trend.order else 'log '}{trend.parameter}",
+            )
+            if math.isfinite(se) and se > 0:
+                alt = "greater" if trend.direction == "nonincreasing" else "less"
+                v.p_value = one_sided_p(slope / se, dof, alt)
+            out.append(v)
+    return out
+
+
+GRID_KEYS: set[str] = set()
+
+
+def grid_params(pt: PointData) -> dict[str, Any]:
+    return {k: v for k, v in pt.params.items() if k in pt.cache.get("grid_keys", GRID_KEYS)}
+
+
+for _name, _fn, _doc, _per_point in (
+    ("envelope", envelope_check, "mean loss under rate^k L0 + floor at every round", True),
+    ("rate", rate_check, "linear-phase contraction at least as fast as predicted", True),
+    ("floor", floor_check, "tail-mean loss within the predicted neighbourhood", True),
+    ("trend", trend_check, "floor monotone in p / tau as the theorem claims", False),
+):
+    register(CheckKind(_name, _doc, OBSERVE, _fn, _per_point))

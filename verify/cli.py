@@ -1,0 +1,151 @@
+"""Command line: ``python -m verify run | list | report``.
+
+Exit codes of ``run``: 0 every counted check passes (outside-hypotheses allowed),
+1 some check fails, 2 bad input (nothing is written).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import Counter
+from pathlib import Path
+
+import bounds
+
+from .case import Case, load
+from .schema import CaseError
+
+PERTURBABLE = {
+    "floor": "multiply the predicted floor by this factor",
+    "rate": "raise the predicted per-round contraction to this power",
+    "trend": "-1 reverses every claimed trend",
+}
+
+
+def parse_perturb(items: list[str]) -> dict[str, float]:
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or name not in PERTURBABLE:
+            raise CaseError(f"--perturb: {item!r}: expected NAME=FACTOR with NAME in {sorted(PERTURBABLE)}")
+        try:
+            factor = float(value)
+        except ValueError:
+            raise CaseError(f"--perturb: {item!r}: factor must be a number") from None
+        if not (factor == factor) or factor == 0 or (name != "trend" and factor < 0):
+            raise CaseError(f"--perturb: {item!r}: factor must be a positive number")
+        out[name] = factor
+    return out
+
+
+def collect_cases(paths: list[str]) -> list[Case]:
+    files: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            files += sorted(f for f in p.glob("*.toml") if not f.name.startswith("bench"))
+        else:
+            files.append(p)
+    if not files:
+        raise CaseError(f"{' '.join(paths)}: no case files found")
+    cases = [load(f) for f in files]
+    names = Counter(c.name for c in cases)
+    dup = [n for n, k in names.items() if k > 1]
+    if dup:
+        raise CaseError(f"case names must be unique; repeated: {dup}")
+    return cases
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .runner import run_case
+
+    cases = collect_cases(args.cases)  # validate everything before writing anything
+    perturb = parse_perturb(args.perturb)
+    if args.jobs < 1:
+        raise CaseError("--jobs: must be >= 1")
+    out = Path(args.out)
+    failed = False
+    runs = []
+    for case in cases:
+        run = run_case(case, out, args.executor, args.jobs, args.quick, perturb,
+                       show_progress=not args.no_progress)
+        runs.append(run)
+        failed |= run.evaluation.failed
+        print_summary(run)
+    if not args.no_report:
+        try:
+            import reports
+
+            for path in reports.render(out, formats=args.format.split(",")).values():
+                print(f"report: {path}")
+        except ImportError as exc:  # reports is part of this package; keep running without it
+            print(f"report skipped: {exc}", file=sys.stderr)
+    print("FAIL" if failed else "PASS")
+    return 1 if failed else 0
+
+
+def print_summary(run) -> None:
+    counts = Counter((v.status if v.role != "calibration" else "calibration")
+                     for v in run.evaluation.verdicts)
+    parts = ", ".join(f"{k}: {counts[k]}" for k in sorted(counts))
+    print(f"{run.case.name}: {parts}  [{run.trained} trained, {run.reused} reused, "
+          f"{run.wall_time_s:.1f} s] -> {run.directory}")
+    for v in run.evaluation.verdicts:
+        if v.status == "fail" and v.role != "calibration":
+            print(f"  FAIL {v.bound} {v.check} [{v.label}] observed={v.observed:.4g} "
+                  f"predicted={v.predicted:.4g} allowed={v.allowed:.4g} p_holm={v.p_adjusted:.2g} "
+                  f"{v.detail}")
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    for bound_id, b in bounds.registry().items():
+        print(f"{bound_id}\n    source:    {b.source}\n    tightness: {b.tightness}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    import reports
+
+    if not Path(args.results).is_dir():
+        raise CaseError(f"{args.results}: no such results directory")
+    for path in reports.render(args.results, args.out, formats=args.format.split(",")).values():
+        print(f"report: {path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m verify", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="train the grid of each case and check its bounds")
+    run.add_argument("cases", nargs="+", help="case files or directories of case files")
+    run.add_argument("--out", default="results", help="results directory (default: results)")
+    run.add_argument("--jobs", type=int, default=1, help="worker processes")
+    run.add_argument("--executor", default="serial", choices=["serial", "process", "dask"])
+    run.add_argument("--quick", action="store_true", help="apply each case's [quick] overrides")
+    run.add_argument("--perturb", action="append", default=[], metavar="NAME=FACTOR",
+                     help="perturb predictions to see the checks' power: floor=0.1, rate=2, trend=-1")
+    run.add_argument("--format", default="html,md,junit", help="report formats")
+    run.add_argument("--no-report", action="store_true")
+    run.add_argument("--no-progress", action="store_true")
+    run.set_defaults(func=cmd_run)
+    lst = sub.add_parser("list", help="list the registered bounds")
+    lst.set_defaults(func=cmd_list)
+    rep = sub.add_parser("report", help="render reports from stored results")
+    rep.add_argument("results")
+    rep.add_argument("--out", default=None)
+    rep.add_argument("--format", default="html,md,junit")
+    rep.set_defaults(func=cmd_report)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except CaseError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,146 @@
+"""Grid-level evaluation: hypotheses, calibration, checks and Holm's correction.
+
+For each bound of a case:
+1. points outside the bound's scope are skipped; the others get the bound's violated
+   hypotheses (outside-hypotheses points are reported, never counted);
+2. points inside the hypotheses are split into calibration and held-out points; every
+   unknown constant of the bound is calibrated on the calibration points;
+3. every check of the case runs; calibration rows are reported but not counted.
+Finally all counted p-values of the case are adjusted together with Holm's method and
+a verdict fails when its adjusted p-value is at most the case's ``false_alarm``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+import bounds
+from bounds.core import CalibratedForm, CalibrationError
+
+from .case import Case
+from .checks import CHECKS
+from .checks.convergence import OBSERVE, OBSERVERS, Context
+from .checks.stats import holm
+from .checks.verdict import FAIL, INCONCLUSIVE, PASS, PointData, Verdict
+from .grid import GridPoint, calibration_mask
+
+SCALARS = ("diverged_round", "lambda_min_H0", "lambda_min_Hend", "max_movement")
+CURVES = ("loss",)
+
+
+@dataclass
+class Evaluation:
+    verdicts: list[Verdict]
+    calibration: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> bool:
+        return any(v.status == FAIL and v.role != "calibration" for v in self.verdicts)
+
+    def frame(self) -> pd.DataFrame:
+        return pd.DataFrame([v.row() for v in self.verdicts])
+
+
+def point_data(case: Case, points: list[GridPoint], results: pd.DataFrame,
+               data_params: Mapping[str, Any]) -> list[PointData]:
+    """Assemble per-point arrays from the tidy result table (one row per repetition)."""
+    out = []
+    grid_keys = set(case.trainer.grid_keys)
+    by_key = {k: g.sort_values("rep") for k, g in results.groupby("point_key")}
+    for pt in points:
+        rows = by_key[pt.key]
+        curves = {c: np.vstack(rows[c].to_numpy()).astype(float) for c in CURVES if c in rows}
+        scalars = {s: rows[s].to_numpy(dtype=float) for s in SCALARS if s in rows}
+        params = {**data_params, **pt.params}
+        if "lambda_min_H0" in scalars:
+            params["lambda_min_H0"] = float(np.nanmin(scalars["lambda_min_H0"]))
+        out.append(PointData(pt.key, pt.label, params, curves, scalars,
+                             cache={"grid_keys": grid_keys}))
+    return out
+
+
+def evaluate(case: Case, points: list[GridPoint], results: pd.DataFrame,
+             data_params: Mapping[str, Any], perturb: Mapping[str, float] | None = None) -> Evaluation:
+    perturb = dict(perturb or {})
+    pdata = point_data(case, points, results, data_params)
+    cal_flags = dict(zip([p.key for p in points], calibration_mask(case, points), strict=True))
+    observe_cfg = _observation_config(case)
+    verdicts: list[Verdict] = []
+    calibration_report: dict[str, dict[str, Any]] = {}
+    for bound_id in case.bounds:
+        bound = bounds.get(bound_id)
+        scoped = [pt for pt in pdata if _in_scope(bound, pt.params)]
+        violations = {pt.key: bound.preconditions(pt.params) for pt in pdata}
+        needs_cal = bool(bound.forms)
+        roles = {
+            pt.key: ("calibration" if cal_flags[pt.key] and not violations[pt.key] and not pt.divergence()
+                     else "held-out") if needs_cal else "test"
+            for pt in scoped
+        }
+        calibration, errors = _calibrate(bound, [pt for pt in scoped if roles[pt.key] == "calibration"],
+                                         observe_cfg)
+        calibration_report[bound_id] = {q: c.describe() for q, c in calibration.items()} | {
+            q: {"error": e} for q, e in errors.items()
+        }
+        ctx = Context(case.name, bound, scoped, roles, violations, calibration, errors, perturb,
+                      case.false_alarm, observe_cfg, all_points=pdata)
+        for name, cfg in case.checks.items():
+            verdicts += CHECKS[cfg["kind"]].run(ctx, name, cfg)
+    _finalise(verdicts, case.false_alarm)
+    return Evaluation(verdicts, calibration_report)
+
+
+def _in_scope(bound: bounds.Bound, params: Mapping[str, Any]) -> bool:
+    applies = getattr(bound, "applies", None)
+    return applies(params) if applies else True
+
+
+def _observation_config(case: Case) -> dict[str, dict[str, Any]]:
+    """Observation settings for calibration: those of the case's rate / floor check."""
+    defaults = {k: s.default for k, s in OBSERVE.items()}
+    cfg = {q: dict(defaults) for q in OBSERVERS}
+    for check in case.checks.values():
+        if check["kind"] in OBSERVERS:
+            cfg[check["kind"]] = {k: check[k] for k in OBSERVE}
+    return cfg
+
+
+def _calibrate(bound: bounds.Bound, cal_points: list[PointData],
+               observe_cfg: Mapping[str, Mapping[str, Any]]):
+    calibration: dict[str, CalibratedForm] = {}
+    errors: dict[str, str] = {}
+    for quantity, form in bound.forms.items():
+        observer = OBSERVERS.get(quantity)
+        if observer is None:
+            errors[quantity] = f"no observer for {quantity}"
+            continue
+        obs = np.array([observer(pt, observe_cfg[quantity]).value for pt in cal_points])
+        try:
+            calibration[quantity] = form.calibrate([pt.params for pt in cal_points], obs)
+        except CalibrationError as exc:
+            errors[quantity] = str(exc)
+    return calibration, errors
+
+
+def _finalise(verdicts: list[Verdict], alpha: float) -> None:
+    counted = [v for v in verdicts if v.counted]
+    adjusted = holm(np.array([v.p_value for v in counted]))
+    for v, p in zip(counted, adjusted, strict=True):
+        v.p_adjusted = float(p)
+    for v in verdicts:
+        if v.status != INCONCLUSIVE and v.status != FAIL:
+            continue  # outside-hypotheses is final
+        if v.status == FAIL and v.p_value == 0.0 and v.detail:
+            continue  # divergence inside the hypotheses
+        if not math.isfinite(v.p_value):
+            v.status = INCONCLUSIVE
+        elif v.role == "calibration":
+            v.status = FAIL if v.p_value <= alpha else PASS
+        else:
+            v.status = FAIL if v.p_adjusted <= alpha else PASS

@@ -1,0 +1,65 @@
+"""Trainers, one per model family, each with the parameter schema its case files use.
+
+A trainer is registered with :func:`register` and declares
+* ``schema``: TOML section -> key -> :class:`~verify.schema.Spec` (validated strictly),
+* ``grid_keys``: which keys may vary over a grid,
+* ``make_data(params, rng)``: the data set (``X, y``) shared by every grid point,
+* ``data_params(X, y)``: data-derived quantities the bounds need (e.g. lambda0),
+* ``run(params, X, y, rngs)``: one :class:`RunOutput` per repetition,
+* ``memory_bytes(params, reps)``: peak memory estimate, to reject grids too large.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..schema import CaseError, Spec
+from .masked_shallow import RunOutput
+
+__all__ = ["RunOutput", "Trainer", "get", "register", "trainers"]
+
+
+@dataclass(frozen=True)
+class Trainer:
+    name: str
+    description: str
+    schema: Mapping[str, Mapping[str, Spec]]
+    make_data: Callable[[Mapping[str, Any], np.random.Generator, Path], tuple[np.ndarray, np.ndarray]]
+    data_params: Callable[[np.ndarray, np.ndarray], dict[str, float]]
+    run: Callable[[Mapping[str, Any], np.ndarray, np.ndarray, Sequence[np.random.Generator]], list[RunOutput]]
+    memory_bytes: Callable[[Mapping[str, Any], int], float]
+    grid_sections: tuple[str, ...] = ()
+    derive: Callable[[dict[str, Any]], dict[str, Any]] = field(default=lambda p: p)
+    #: parameters that determine the initialisation: repetition r of every grid point with
+    #: the same values shares its initial network (common random numbers)
+    init_keys: tuple[str, ...] = ()
+
+    @property
+    def grid_keys(self) -> set[str]:
+        return {k for s in self.grid_sections for k in self.schema[s]}
+
+
+_TRAINERS: dict[str, Trainer] = {}
+
+
+def register(trainer: Trainer) -> Trainer:
+    _TRAINERS[trainer.name] = trainer
+    return trainer
+
+
+def get(name: str) -> Trainer:
+    if name not in _TRAINERS:
+        raise CaseError(f"trainer: unknown trainer {name!r}; known: {sorted(_TRAINERS)}")
+    return _TRAINERS[name]
+
+
+def trainers() -> dict[str, Trainer]:
+    return dict(_TRAINERS)
+
+
+from . import masked_shallow_family  # noqa: E402,F401  (registers)

@@ -1,0 +1,89 @@
+"""Registration of the masked shallow ReLU trainer (arXiv:2112.02668) and its case schema."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bounds.ntk import data_params
+
+from ..data import load_file, sphere
+from ..schema import Spec, positive_float, positive_int, unit_interval
+from . import Trainer, register
+from .masked_shallow import RunOutput, train
+
+SCHEMA = {
+    "data": {
+        "kind": Spec(str, "sphere", choices=("sphere", "file")),
+        "n": positive_int(16, maximum=100_000),
+        "d": positive_int(8, maximum=100_000),
+        "seed": Spec(int, 0, lambda v: v >= 0, "integer >= 0"),
+        "path": Spec(str, ""),
+    },
+    "model": {
+        "m": positive_int(1000, maximum=10_000_000),
+        "kappa": positive_float(1.0),
+    },
+    "training": {
+        "eta": positive_float(0.1),
+        "rounds": positive_int(200, maximum=1_000_000),
+        "dtype": Spec(str, "float64", choices=("float64", "float32")),
+    },
+    "masking": {
+        "xi": unit_interval(1.0),
+        "p": positive_int(1, maximum=4096),
+        "tau": positive_int(1, maximum=10_000),
+        "scheme": Spec(str, "bernoulli", choices=("bernoulli", "partition")),
+    },
+}
+
+
+def make_data(params: Mapping[str, Any], rng: np.random.Generator, base: Path):
+    if params["kind"] == "file":
+        return load_file((base / params["path"]).resolve())
+    return sphere(params["n"], params["d"], rng)
+
+
+def run(
+    params: Mapping[str, Any],
+    X: np.ndarray,
+    y: np.ndarray,
+    rngs: Sequence[np.random.Generator],
+    init_rngs: Sequence[np.random.Generator] | None = None,
+) -> list[RunOutput]:
+    keys = ("m", "kappa", "eta", "rounds", "xi", "p", "tau", "scheme", "dtype")
+    return train(X, y, rngs=rngs, init_rngs=init_rngs, **{k: params[k] for k in keys})
+
+
+def memory_bytes(params: Mapping[str, Any], reps: int) -> float:
+    """Peak memory: weights (x4 copies) plus the n x K activations of a local step."""
+    n, d, m, p = params["n"], params["d"], params["m"], params["p"]
+    keep = 1.0 if params["scheme"] == "partition" else params["xi"] * p
+    selected = reps * m * keep
+    return 8.0 * (4 * reps * m * d + 4 * n * selected + n * reps * m + 2 * selected * d)
+
+
+def derive(params: dict[str, Any]) -> dict[str, Any]:
+    """IST keeps each neuron in exactly one of p groups: its keep probability is 1/p."""
+    if params["scheme"] == "partition":
+        params["xi"] = 1.0 / params["p"]
+    return params
+
+
+MASKED_SHALLOW = register(
+    Trainer(
+        name="masked_shallow",
+        description="one-hidden-layer ReLU net trained on random masked surrogates (arXiv:2112.02668)",
+        schema=SCHEMA,
+        make_data=make_data,
+        data_params=data_params,
+        run=run,
+        memory_bytes=memory_bytes,
+        grid_sections=("model", "training", "masking"),
+        derive=derive,
+        init_keys=("m", "kappa"),
+    )
+)
