@@ -25,7 +25,7 @@ from bounds.core import CalibratedForm, CalibrationError
 
 from .case import Case
 from .checks import CHECKS
-from .checks.convergence import OBSERVE, OBSERVERS, Context
+from .checks.convergence import OBSERVE, OBSERVED_BY, OBSERVERS, Context
 from .checks.stats import holm
 from .checks.verdict import FAIL, INCONCLUSIVE, PASS, PointData, Verdict
 from .grid import GridPoint, calibration_mask
@@ -105,9 +105,15 @@ def _observation_config(case: Case) -> dict[str, dict[str, Any]]:
     """Observation settings for calibration: those of the case's rate / floor check."""
     defaults = {k: s.default for k, s in OBSERVE.items()}
     cfg = {q: dict(defaults) for q in OBSERVERS}
-    for check in case.checks.values():
-        if check["kind"] in OBSERVERS:
-            cfg[check["kind"]] = {k: check[k] for k in OBSERVE}
+    floor_cfg = next((c for c in case.checks.values() if c["kind"] == "floor"), None)
+    for quantity, kind in OBSERVED_BY.items():
+        check = next((c for c in case.checks.values() if c["kind"] == kind), floor_cfg)
+        if check is not None:
+            cfg[quantity] = {k: check[k] for k in OBSERVE}
+    if floor_cfg is not None:  # every quantity's floor estimate uses the floor check's tail
+        for quantity in cfg:
+            cfg[quantity]["tail"] = floor_cfg["tail"]
+            cfg[quantity]["batches"] = floor_cfg["batches"]
     return cfg
 
 

@@ -47,7 +47,7 @@ def run_case(case: Case, out: Path, executor: str = "serial", jobs: int = 1, qui
              (case.seed_entropy, pt.entropy), init_entropy(case, pt), case.repetitions, X, y)
         for pt in todo
     ]
-    with progress_bar(len(tasks), f"{case.name}: {len(points) - len(todo)} stored") as bar:
+    with progress_bar(len(tasks) if show_progress else 0, f"{case.name}: {len(points) - len(todo)} stored") as bar:
         def done(key: str, frame) -> None:
             write_point(directory, key, frame)
             bar.update(1)

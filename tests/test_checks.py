@@ -1,0 +1,133 @@
+import json
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from verify.checks.stats import batch_means, fit_exponential_plus_floor, holm, slope_with_ci, t_estimate
+from verify.evaluate import evaluate
+from verify.grid import expand
+from verify.store import read_points
+
+
+def reevaluate(smoke_run, perturb):
+    case, run = smoke_run
+    points = expand(case)
+    results = read_points(run.directory, [p.key for p in points])
+    data_params = json.loads((run.directory / "case.json").read_text())["data_params"]
+    return evaluate(case, points, results, data_params, perturb)
+
+
+def failures(evaluation, check):
+    return [v for v in evaluation.verdicts if v.check == check and v.status == "fail"
+            and v.role != "calibration"]
+
+
+def test_true_bound_passes_on_the_smoke_grid(smoke_run):
+    _, run = smoke_run
+    counted = [v for v in run.evaluation.verdicts if v.role != "calibration"]
+    assert counted and not run.evaluation.failed, [
+        (v.check, v.label, v.detail) for v in counted if v.status == "fail"]
+    statuses = {v.status for v in counted}
+    assert "pass" in statuses
+    kinds = {v.kind for v in counted if v.status == "pass"}
+    assert kinds == {"envelope", "rate", "floor", "trend"}
+
+
+def test_floor_ten_times_too_small_fails(smoke_run):
+    ev = reevaluate(smoke_run, {"floor": 0.1})
+    assert failures(ev, "floor") and failures(ev, "envelope")
+
+
+def test_rate_too_fast_fails(smoke_run):
+    ev = reevaluate(smoke_run, {"rate": 2.0})
+    assert failures(ev, "rate")
+
+
+def test_reversed_trend_fails(smoke_run):
+    ev = reevaluate(smoke_run, {"trend": -1.0})
+    assert failures(ev, "trend")
+    assert not failures(ev, "floor")
+
+
+def test_verdicts_carry_their_evidence(smoke_run):
+    _, run = smoke_run
+    for v in run.evaluation.verdicts:
+        if v.status == "pass" and v.kind in ("rate", "floor"):
+            assert v.ci_low <= v.observed <= v.ci_high
+            assert v.predicted > 0 or v.kind == "floor"
+            assert 0 <= v.p_value <= 1
+        if v.role != "calibration" and v.status in ("pass", "fail"):
+            assert np.isfinite(v.p_adjusted) and v.p_adjusted >= v.p_value
+
+
+def test_calibration_is_reported_and_rate_exponent_of_inverse_keep_is_near_one(smoke_run):
+    _, run = smoke_run
+    cal = run.evaluation.calibration["liao2022.theorem1"]
+    assert cal["rate"]["dof"] >= 5 and cal["floor"]["dof"] >= 5
+    assert 0.5 < cal["rate"]["exponents"]["inverse_keep"] < 1.5
+    assert cal["floor"]["exponents"]["p"] < 0 < cal["floor"]["exponents"]["tau"]
+
+
+def test_holm_matches_the_definition():
+    p = np.array([0.01, 0.04, 0.03, 0.005, np.nan])
+    adj = holm(p)
+    # sorted: 0.005*4=0.02, 0.01*3=0.03, 0.03*2=0.06, 0.04*1 -> max(0.06, 0.04)=0.06
+    np.testing.assert_allclose(adj[:4], [0.03, 0.06, 0.06, 0.02])
+    assert np.isnan(adj[4])
+
+
+def test_holm_controls_family_wise_error_under_the_null(rng):
+    alpha, H, trials = 0.05, 20, 2000
+    rejections = sum((holm(rng.uniform(size=H)) <= alpha).any() for _ in range(trials))
+    assert stats.binomtest(rejections, trials, alpha).pvalue > 1e-4 or rejections / trials < alpha
+
+
+def test_one_sided_floor_test_false_alarm_rate_is_at_most_alpha(rng):
+    """Batch means of a stationary AR(1) tail whose true mean equals the prediction."""
+    alpha, trials = 0.05, 400
+    alarms = 0
+    for _ in range(trials):
+        e = rng.standard_normal((4, 400))
+        x = np.empty_like(e)
+        x[:, 0] = e[:, 0]
+        for k in range(1, 400):
+            x[:, k] = 0.7 * x[:, k - 1] + e[:, k]
+        est = t_estimate(batch_means(1.0 + 0.05 * x, 400, 5))
+        p = stats.t.sf((est.value - 1.0) / est.se, est.dof)
+        alarms += p <= alpha
+    assert stats.binomtest(alarms, trials, alpha, alternative="greater").pvalue > 1e-3
+
+
+def test_rate_fit_recovers_contraction_and_floor(rng):
+    k = np.arange(200)
+    curve = 10 * 0.95**k + 0.1
+    curve *= np.exp(0.02 * rng.standard_normal(k.size))
+    rho, A, B = fit_exponential_plus_floor(curve)
+    assert abs(rho - 0.95) < 0.005 and abs(B - 0.1) < 0.01
+
+
+def test_slope_with_fixed_effects():
+    x = np.tile(np.log([1, 2, 4, 8]), 2)
+    g = np.repeat([0, 1], 4)
+    y = -0.5 * x + np.where(g, 3.0, 1.0)
+    slope, se, dof, (lo, hi) = slope_with_ci(x + 0 * y, y + 1e-3 * np.sin(np.arange(8)), g)
+    assert abs(slope + 0.5) < 0.01 and lo < -0.5 < hi and dof == 5
+
+
+@pytest.mark.slow
+def test_false_alarm_rate_over_many_seeds(tmp_path):
+    """``tox -e calibrate``: the smoke case's family-wise false-alarm rate over 100 seeds."""
+    from verify.case import load
+    from verify.runner import run_case
+
+    from .conftest import ROOT, write_case
+
+    text = (ROOT / "cases" / "smoke.toml").read_text()
+    failed = 0
+    for seed in range(100):
+        path = write_case(tmp_path / "s.toml", text.replace('name = "smoke"',
+                                                             f'name = "smoke"\nseed = {seed}', 1))
+        failed += run_case(load(path), tmp_path / "r", show_progress=False).evaluation.failed
+    print(f"false alarms: {failed} / 100")
+    assert stats.binomtest(failed, 100, 0.01, alternative="greater").pvalue > 0.01
