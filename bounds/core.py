@@ -106,13 +106,9 @@ class LogLinearForm:
             raise CalibrationError(f"{self.name}: no usable calibration point")
         logf = np.log(np.array([r[0] for r in rows]))
         logy = np.log(np.array([r[1] for r in rows]))
-        exponents = np.array(
-            [t.exponent if t.exponent is not None else np.nan for t in self.terms]
-        )
+        exponents = np.array([t.exponent if t.exponent is not None else np.nan for t in self.terms])
         free = [
-            j
-            for j, t in enumerate(self.terms)
-            if t.exponent is None and np.ptp(logf[:, j]) > 1e-12
+            j for j, t in enumerate(self.terms) if t.exponent is None and np.ptp(logf[:, j]) > 1e-12
         ]
         for j, t in enumerate(self.terms):
             if t.exponent is None and j not in free:

@@ -23,7 +23,8 @@ curve, whereas ``rate`` is the early-phase decay):
   inverted ``1/xi`` scaling a held neuron's expected update is ``theta/xi`` times the full
   gradient, so the measured ``e`` is close to 1: the paper's rate is then conservative by
   ``1/xi`` and the report shows the fitted ``e``.
-* floor: ``B = C_B kappa^a ((1 - xi)/xi)^b p^e_p tau^e_tau eta^e_eta``  (heuristic form;
+* floor: ``B = C_B kappa^a ((1 - xi)/xi)^b p^e_p tau^e_tau eta^e_eta m^e_m``  (heuristic form;
+  the masking noise does not vanish with width under 1/sqrt(m) scaling, default e_m = 0;
   the paper's qualitative claims fix the signs: B decreases in p, increases in tau, and
   vanishes at xi = 1).
 
@@ -78,6 +79,7 @@ FLOOR_FORM = LogLinearForm(
         Term("p", lambda q: q["p"], exponent=None, default=-0.5, sign=-1),
         Term("tau", lambda q: q["tau"], exponent=None, default=0.5, sign=+1),
         Term("eta", lambda q: q["eta"], exponent=None, default=1.0, sign=+1),
+        Term("m", lambda q: q["m"], exponent=None, default=0.0),
     ),
 )
 
@@ -214,4 +216,3 @@ class IndependentSubnetTraining(_MaskedTheorem):
             note="IST floor <= Bernoulli(xi = 1/p) floor at equal p, tau, eta",
         ),
     )
-

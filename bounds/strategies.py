@@ -24,7 +24,9 @@ from .ntk import data_params
 
 @st.composite
 def unit_sphere_data(
-    draw: st.DrawFn, n: st.SearchStrategy[int] | None = None, d: st.SearchStrategy[int] | None = None
+    draw: st.DrawFn,
+    n: st.SearchStrategy[int] | None = None,
+    d: st.SearchStrategy[int] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """A data set ``(X, y)`` with unit-norm rows, no two parallel, labels in [-1, 1]."""
     n_ = draw(n if n is not None else st.integers(2, 12))

@@ -22,8 +22,12 @@ def default_calibration(form) -> CalibratedForm:
 
 def test_registry_lists_the_flagship_bounds():
     ids = set(bounds.registry())
-    assert {"liao2022.theorem1", "liao2022.dropout", "liao2022.multisample_dropout",
-            "liao2022.ist"} <= ids
+    assert {
+        "liao2022.theorem1",
+        "liao2022.dropout",
+        "liao2022.multisample_dropout",
+        "liao2022.ist",
+    } <= ids
     for b in bounds.registry().values():
         assert b.source.paper and b.tightness
     with pytest.raises(KeyError, match="unknown bound id"):
@@ -55,7 +59,8 @@ def test_floor_nonincreasing_in_p_and_nondecreasing_in_tau(params, dp, dtau):
 def test_dropout_is_theorem1_at_p_equal_1(params):
     cal = {q: default_calibration(f) for q, f in liao2022.Theorem1.forms.items()}
     assert bounds.get("liao2022.dropout").predict(params, cal) == bounds.get(
-        "liao2022.theorem1").predict(params, cal)
+        "liao2022.theorem1"
+    ).predict(params, cal)
     assert bounds.get("liao2022.dropout").preconditions(params) == []
     assert bounds.get("liao2022.dropout").preconditions({**params, "p": 2})
 
@@ -97,8 +102,13 @@ def test_h_infinity_closed_form_matches_monte_carlo_with_shrinking_error():
         errors.append(np.abs(finite_width_gram(X, W) - H).max())
         assert errors[-1] < 4.0 / math.sqrt(m)
     assert errors[-1] < errors[0]
-    assert abs(np.linalg.eigvalsh(finite_width_gram(X, rng.standard_normal((128000, 4))))[0]
-               - lambda0(X)) < 4.0 / math.sqrt(128000) * 6
+    assert (
+        abs(
+            np.linalg.eigvalsh(finite_width_gram(X, rng.standard_normal((128000, 4))))[0]
+            - lambda0(X)
+        )
+        < 4.0 / math.sqrt(128000) * 6
+    )
 
 
 @FAST
@@ -114,25 +124,40 @@ def test_preconditions_reject_what_the_paper_excludes():
     rng = np.random.default_rng(2)
     X = rng.standard_normal((8, 4))
     X /= np.linalg.norm(X, axis=1, keepdims=True)
-    params = dict(bounds.ntk.data_params(X, rng.uniform(-1, 1, 8)), xi=0.5, p=2, tau=1,
-                  eta=0.01, kappa=1.0, m=1000, scheme="bernoulli")
+    params = dict(
+        bounds.ntk.data_params(X, rng.uniform(-1, 1, 8)),
+        xi=0.5,
+        p=2,
+        tau=1,
+        eta=0.01,
+        kappa=1.0,
+        m=1000,
+        scheme="bernoulli",
+    )
     theorem = bounds.get("liao2022.theorem1")
     assert theorem.preconditions(params) == []
     assert any("step size" in v for v in theorem.preconditions({**params, "eta": 10.0}))
     assert any("lambda0" in v for v in theorem.preconditions({**params, "lambda0": 0.0}))
     assert any("unit norm" in v for v in theorem.preconditions({**params, "input_norm_error": 0.1}))
-    assert any("finite-width" in v for v in theorem.preconditions(
-        {**params, "lambda_min_H0": params["lambda0"] / 10}))
+    assert any(
+        "finite-width" in v
+        for v in theorem.preconditions({**params, "lambda_min_H0": params["lambda0"] / 10})
+    )
     req = theorem.requirements(params)
     assert req["width_gap_at_least"] > 1  # honest: feasible widths are below the requirement
 
 
 def test_calibration_recovers_a_known_power_law_and_predicts_held_out(rng):
     form = liao2022.FLOOR_FORM
-    pts = [dict(kappa=1.0, xi=xi, p=p, tau=t, eta=0.05, scheme="bernoulli")
-           for xi in (0.25, 0.5, 0.75) for p in (1, 2, 4, 8) for t in (1, 2, 4)]
-    true = np.array([3.0 * ((1 - q["xi"]) / q["xi"]) ** 0.8 * q["p"] ** -0.6 * q["tau"] ** 0.4
-                     for q in pts])
+    pts = [
+        dict(kappa=1.0, xi=xi, p=p, tau=t, eta=0.05, scheme="bernoulli")
+        for xi in (0.25, 0.5, 0.75)
+        for p in (1, 2, 4, 8)
+        for t in (1, 2, 4)
+    ]
+    true = np.array(
+        [3.0 * ((1 - q["xi"]) / q["xi"]) ** 0.8 * q["p"] ** -0.6 * q["tau"] ** 0.4 for q in pts]
+    )
     noisy = true * np.exp(0.05 * rng.standard_normal(true.size))
     cal = form.calibrate(pts[::2], noisy[::2])
     exps = dict(zip([t.name for t in form.terms], cal.exponents, strict=True))

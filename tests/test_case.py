@@ -59,9 +59,14 @@ def test_good_case_loads_and_expands(tmp_path):
         (("liao2022.theorem1", "liao2022.nope"), "unknown bound id"),
         (("[checks.floor]", "[checks.floorr]"), "unknown check kind"),
         (("tail = 10", "tial = 10"), "checks.floor.tial: unknown key"),
-        (("name = \"t\"", "name = \"t\"\ncolour = 1"), "colour: unknown key"),
-        (("repetitions = 2\n[data]\nn = 6\nd = 3\n[model]\nm = 50",
-          "repetitions = 50\n[data]\nn = 6\nd = 3\n[model]\nm = 9000000"), "GiB"),
+        (('name = "t"', 'name = "t"\ncolour = 1'), "colour: unknown key"),
+        (
+            (
+                "repetitions = 2\n[data]\nn = 6\nd = 3\n[model]\nm = 50",
+                "repetitions = 50\n[data]\nn = 6\nd = 3\n[model]\nm = 9000000",
+            ),
+            "GiB",
+        ),
         (("scheme", "scheme"), None),
     ],
 )
@@ -86,8 +91,13 @@ def test_malformed_toml_is_a_clear_error(tmp_path):
 def test_cli_bad_input_exits_2_and_writes_nothing(tmp_path):
     path = write_case(tmp_path / "c.toml", GOOD.replace("xi = 0.5", "xi = 2.0"))
     out = tmp_path / "results"
-    proc = subprocess.run([sys.executable, "-m", "verify", "run", str(path), "--out", str(out)],
-                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "verify", "run", str(path), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "masking.xi" in lines[0] and "(0, 1]" in lines[0]
@@ -95,11 +105,20 @@ def test_cli_bad_input_exits_2_and_writes_nothing(tmp_path):
 
 
 def test_cli_list_prints_the_registry():
-    proc = subprocess.run([sys.executable, "-m", "verify", "list"], capture_output=True, text=True,
-                          cwd=ROOT, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "verify", "list"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
     assert proc.returncode == 0
-    for bound_id in ("liao2022.theorem1", "liao2022.dropout", "liao2022.multisample_dropout",
-                     "liao2022.ist"):
+    for bound_id in (
+        "liao2022.theorem1",
+        "liao2022.dropout",
+        "liao2022.multisample_dropout",
+        "liao2022.ist",
+    ):
         assert bound_id in proc.stdout
 
 
@@ -109,10 +128,14 @@ def test_shipped_cases_are_valid():
 
 
 toml_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-10, 10**9) | st.floats(allow_nan=True)
+    st.none()
+    | st.booleans()
+    | st.integers(-10, 10**9)
+    | st.floats(allow_nan=True)
     | st.text(max_size=8),
-    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=6), children,
-                                                                      max_size=3),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=6), children, max_size=3)
+    ),
     max_leaves=8,
 )
 
@@ -121,8 +144,13 @@ def _dump(value):
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):
-        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf") if math.isinf(
-            value) else repr(value)
+        return (
+            "nan"
+            if math.isnan(value)
+            else ("inf" if value > 0 else "-inf")
+            if math.isinf(value)
+            else repr(value)
+        )
     if isinstance(value, int):
         return str(value)
     if isinstance(value, str):
@@ -130,15 +158,40 @@ def _dump(value):
     if isinstance(value, list):
         return "[" + ", ".join(_dump(v) for v in value if v is not None) + "]"
     if isinstance(value, dict):
-        return "{" + ", ".join(f'"{k}" = {_dump(v)}' for k, v in value.items() if v is not None) + "}"
+        return (
+            "{" + ", ".join(f'"{k}" = {_dump(v)}' for k, v in value.items() if v is not None) + "}"
+        )
     return '""'
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.dictionaries(st.sampled_from(["name", "bounds", "repetitions", "grid", "model", "masking",
-                                        "checks", "points", "data", "training", "quick", "calibration",
-                                        "false_alarm", "zzz"]), toml_values, max_size=6),
-       st.text(max_size=30))
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    st.dictionaries(
+        st.sampled_from(
+            [
+                "name",
+                "bounds",
+                "repetitions",
+                "grid",
+                "model",
+                "masking",
+                "checks",
+                "points",
+                "data",
+                "training",
+                "quick",
+                "calibration",
+                "false_alarm",
+                "zzz",
+            ]
+        ),
+        toml_values,
+        max_size=6,
+    ),
+    st.text(max_size=30),
+)
 def test_random_documents_never_crash_the_loader(tmp_path, doc, junk):
     lines = [f"{k} = {_dump(v)}" for k, v in doc.items() if v is not None]
     for text in ("\n".join(lines), junk, GOOD + "\n" + "\n".join(lines)):

@@ -4,7 +4,13 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from verify.checks.stats import batch_means, fit_exponential_plus_floor, holm, slope_with_ci, t_estimate
+from verify.checks.stats import (
+    batch_means,
+    fit_exponential_plus_floor,
+    holm,
+    slope_with_ci,
+    t_estimate,
+)
 from verify.evaluate import evaluate
 from verify.grid import expand
 from verify.store import read_points
@@ -19,15 +25,19 @@ def reevaluate(smoke_run, perturb):
 
 
 def failures(evaluation, check):
-    return [v for v in evaluation.verdicts if v.check == check and v.status == "fail"
-            and v.role != "calibration"]
+    return [
+        v
+        for v in evaluation.verdicts
+        if v.check == check and v.status == "fail" and v.role != "calibration"
+    ]
 
 
 def test_true_bound_passes_on_the_smoke_grid(smoke_run):
     _, run = smoke_run
     counted = [v for v in run.evaluation.verdicts if v.role != "calibration"]
     assert counted and not run.evaluation.failed, [
-        (v.check, v.label, v.detail) for v in counted if v.status == "fail"]
+        (v.check, v.label, v.detail) for v in counted if v.status == "fail"
+    ]
     statuses = {v.status for v in counted}
     assert "pass" in statuses
     kinds = {v.kind for v in counted if v.status == "pass"}
@@ -126,8 +136,9 @@ def test_false_alarm_rate_over_many_seeds(tmp_path):
     text = (ROOT / "cases" / "smoke.toml").read_text()
     failed = 0
     for seed in range(100):
-        path = write_case(tmp_path / "s.toml", text.replace('name = "smoke"',
-                                                             f'name = "smoke"\nseed = {seed}', 1))
+        path = write_case(
+            tmp_path / "s.toml", text.replace('name = "smoke"', f'name = "smoke"\nseed = {seed}', 1)
+        )
         failed += run_case(load(path), tmp_path / "r", show_progress=False).evaluation.failed
     print(f"false alarms: {failed} / 100")
     assert stats.binomtest(failed, 100, 0.01, alternative="greater").pvalue > 0.01

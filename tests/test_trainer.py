@@ -10,8 +10,13 @@ from .reference_loop import reference_train
 
 @pytest.mark.parametrize(
     "xi,p,tau,scheme",
-    [(0.5, 1, 1, "bernoulli"), (0.3, 3, 2, "bernoulli"), (1.0, 1, 3, "bernoulli"),
-     (0.5, 3, 2, "partition"), (0.05, 2, 1, "bernoulli")],
+    [
+        (0.5, 1, 1, "bernoulli"),
+        (0.3, 3, 2, "bernoulli"),
+        (1.0, 1, 3, "bernoulli"),
+        (0.5, 3, 2, "partition"),
+        (0.05, 2, 1, "bernoulli"),
+    ],
 )
 def test_vectorised_trainer_matches_reference_loop(xi, p, tau, scheme, global_seed):
     X, y = sphere(6, 3, np.random.default_rng(global_seed))
@@ -49,19 +54,39 @@ def test_partition_covers_every_neuron_exactly_once(rng):
 
 def test_full_gradient_descent_fits_overparameterised_problem(global_seed):
     X, y = sphere(8, 4, np.random.default_rng(global_seed))
-    out = train(X, y, m=2000, kappa=1.0, eta=0.3, rounds=600, xi=1.0, p=1, tau=1,
-                rngs=[np.random.default_rng(global_seed)])
+    out = train(
+        X,
+        y,
+        m=2000,
+        kappa=1.0,
+        eta=0.3,
+        rounds=600,
+        xi=1.0,
+        p=1,
+        tau=1,
+        rngs=[np.random.default_rng(global_seed)],
+    )
     assert out[0].curves["loss"][-1] < 1e-4
     assert out[0].scalars["diverged_round"] == -1
 
 
 def test_divergence_is_recorded_with_its_round(global_seed):
     X, y = sphere(8, 4, np.random.default_rng(global_seed))
-    out = train(X, y, m=200, kappa=1.0, eta=50.0, rounds=30, xi=1.0, p=1, tau=1,
-                rngs=[np.random.default_rng(global_seed)])
+    out = train(
+        X,
+        y,
+        m=200,
+        kappa=1.0,
+        eta=50.0,
+        rounds=30,
+        xi=1.0,
+        p=1,
+        tau=1,
+        rngs=[np.random.default_rng(global_seed)],
+    )
     k = out[0].scalars["diverged_round"]
     assert k > 0
-    assert np.isnan(out[0].curves["loss"][int(k):]).all()
+    assert np.isnan(out[0].curves["loss"][int(k) :]).all()
 
 
 def test_float32_option_tracks_float64(global_seed):

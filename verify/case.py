@@ -77,8 +77,16 @@ class Case:
                 base[k] = v
         grid = {k: v for k, v in self.grid.items() if k not in self.quick}
         points = [{k: v for k, v in p.items() if k not in self.quick} for p in self.points]
-        return Case(**{**self.__dict__, "base": base, "grid": grid, "points": points,
-                       "repetitions": reps, "quick": {}})
+        return Case(
+            **{
+                **self.__dict__,
+                "base": base,
+                "grid": grid,
+                "points": points,
+                "repetitions": reps,
+                "quick": {},
+            }
+        )
 
 
 def load(path: str | Path) -> Case:
@@ -137,7 +145,11 @@ def _validate(raw: dict[str, Any], path: Path) -> Case:
     base = {k: v for sec in trainer.grid_sections for k, v in values[sec].items()}
 
     bound_ids = raw.get("bounds")
-    if not isinstance(bound_ids, list) or not bound_ids or not all(isinstance(b, str) for b in bound_ids):
+    if (
+        not isinstance(bound_ids, list)
+        or not bound_ids
+        or not all(isinstance(b, str) for b in bound_ids)
+    ):
         raise CaseError("bounds: required: a non-empty list of bound ids")
     for b in bound_ids:
         try:
@@ -161,11 +173,15 @@ def _validate(raw: dict[str, Any], path: Path) -> Case:
         pt = _table(pt, f"points[{i}]")
         for key, v in pt.items():
             if key not in flat_specs:
-                raise CaseError(f"points[{i}].{key}: not a grid parameter; allowed: {sorted(flat_specs)}")
+                raise CaseError(
+                    f"points[{i}].{key}: not a grid parameter; allowed: {sorted(flat_specs)}"
+                )
             pt[key] = flat_specs[key].validate(f"points[{i}].{key}", v)
         points.append(dict(pt))
 
-    calibration = _validate_calibration(_table(raw.get("calibration", {}), "calibration"), flat_specs)
+    calibration = _validate_calibration(
+        _table(raw.get("calibration", {}), "calibration"), flat_specs
+    )
     checks = _validate_checks(_table(raw.get("checks", {}), "checks"))
 
     quick = {}
@@ -203,7 +219,9 @@ def _validate_calibration(raw: dict[str, Any], flat_specs: Mapping[str, Spec]) -
     out: dict[str, Any] = {"split": "checkerboard", "where": {}}
     for key, v in raw.items():
         if key == "split":
-            out["split"] = Spec(str, choices=("checkerboard", "where")).validate("calibration.split", v)
+            out["split"] = Spec(str, choices=("checkerboard", "where")).validate(
+                "calibration.split", v
+            )
         elif key == "where":
             where = _table(v, "calibration.where")
             for k, vals in where.items():

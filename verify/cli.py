@@ -28,7 +28,9 @@ def parse_perturb(items: list[str]) -> dict[str, float]:
     for item in items:
         name, sep, value = item.partition("=")
         if not sep or name not in PERTURBABLE:
-            raise CaseError(f"--perturb: {item!r}: expected NAME=FACTOR with NAME in {sorted(PERTURBABLE)}")
+            raise CaseError(
+                f"--perturb: {item!r}: expected NAME=FACTOR with NAME in {sorted(PERTURBABLE)}"
+            )
         try:
             factor = float(value)
         except ValueError:
@@ -67,8 +69,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     failed = False
     runs = []
     for case in cases:
-        run = run_case(case, out, args.executor, args.jobs, args.quick, perturb,
-                       show_progress=not args.no_progress)
+        run = run_case(
+            case,
+            out,
+            args.executor,
+            args.jobs,
+            args.quick,
+            perturb,
+            show_progress=not args.no_progress,
+        )
         runs.append(run)
         failed |= run.evaluation.failed
         print_summary(run)
@@ -85,16 +94,21 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def print_summary(run) -> None:
-    counts = Counter((v.status if v.role != "calibration" else "calibration")
-                     for v in run.evaluation.verdicts)
+    counts = Counter(
+        (v.status if v.role != "calibration" else "calibration") for v in run.evaluation.verdicts
+    )
     parts = ", ".join(f"{k}: {counts[k]}" for k in sorted(counts))
-    print(f"{run.case.name}: {parts}  [{run.trained} trained, {run.reused} reused, "
-          f"{run.wall_time_s:.1f} s] -> {run.directory}")
+    print(
+        f"{run.case.name}: {parts}  [{run.trained} trained, {run.reused} reused, "
+        f"{run.wall_time_s:.1f} s] -> {run.directory}"
+    )
     for v in run.evaluation.verdicts:
         if v.status == "fail" and v.role != "calibration":
-            print(f"  FAIL {v.bound} {v.check} [{v.label}] observed={v.observed:.4g} "
-                  f"predicted={v.predicted:.4g} allowed={v.allowed:.4g} p_holm={v.p_adjusted:.2g} "
-                  f"{v.detail}")
+            print(
+                f"  FAIL {v.bound} {v.check} [{v.label}] observed={v.observed:.4g} "
+                f"predicted={v.predicted:.4g} allowed={v.allowed:.4g} p_holm={v.p_adjusted:.2g} "
+                f"{v.detail}"
+            )
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -122,8 +136,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--jobs", type=int, default=1, help="worker processes")
     run.add_argument("--executor", default="serial", choices=["serial", "process", "dask"])
     run.add_argument("--quick", action="store_true", help="apply each case's [quick] overrides")
-    run.add_argument("--perturb", action="append", default=[], metavar="NAME=FACTOR",
-                     help="perturb predictions to see the checks' power: floor=0.1, rate=2, trend=-1")
+    run.add_argument(
+        "--perturb",
+        action="append",
+        default=[],
+        metavar="NAME=FACTOR",
+        help="perturb predictions to see the checks' power: floor=0.1, rate=2, trend=-1",
+    )
     run.add_argument("--format", default="html,md,junit", help="report formats")
     run.add_argument("--no-report", action="store_true")
     run.add_argument("--no-progress", action="store_true")

@@ -41,7 +41,9 @@ def load_file(path: Path) -> tuple[np.ndarray, np.ndarray]:
     else:
         raise CaseError(f"data.path: {path} must end in .npz or .csv")
     if X.ndim != 2 or y.shape != (X.shape[0],) or X.shape[0] < 2:
-        raise CaseError(f"data.path: {path}: need X of shape (n, d) with n >= 2 and y of shape (n,)")
+        raise CaseError(
+            f"data.path: {path}: need X of shape (n, d) with n >= 2 and y of shape (n,)"
+        )
     if not (np.isfinite(X).all() and np.isfinite(y).all()):
         raise CaseError(f"data.path: {path} contains NaN or infinite values")
     norms = np.linalg.norm(X, axis=1, keepdims=True)

@@ -47,8 +47,9 @@ class Evaluation:
         return pd.DataFrame([v.row() for v in self.verdicts])
 
 
-def point_data(case: Case, points: list[GridPoint], results: pd.DataFrame,
-               data_params: Mapping[str, Any]) -> list[PointData]:
+def point_data(
+    case: Case, points: list[GridPoint], results: pd.DataFrame, data_params: Mapping[str, Any]
+) -> list[PointData]:
     """Assemble per-point arrays from the tidy result table (one row per repetition)."""
     out = []
     grid_keys = set(case.trainer.grid_keys)
@@ -60,13 +61,19 @@ def point_data(case: Case, points: list[GridPoint], results: pd.DataFrame,
         params = {**data_params, **pt.params}
         if "lambda_min_H0" in scalars:
             params["lambda_min_H0"] = float(np.nanmin(scalars["lambda_min_H0"]))
-        out.append(PointData(pt.key, pt.label, params, curves, scalars,
-                             cache={"grid_keys": grid_keys}))
+        out.append(
+            PointData(pt.key, pt.label, params, curves, scalars, cache={"grid_keys": grid_keys})
+        )
     return out
 
 
-def evaluate(case: Case, points: list[GridPoint], results: pd.DataFrame,
-             data_params: Mapping[str, Any], perturb: Mapping[str, float] | None = None) -> Evaluation:
+def evaluate(
+    case: Case,
+    points: list[GridPoint],
+    results: pd.DataFrame,
+    data_params: Mapping[str, Any],
+    perturb: Mapping[str, float] | None = None,
+) -> Evaluation:
     perturb = dict(perturb or {})
     pdata = point_data(case, points, results, data_params)
     cal_flags = dict(zip([p.key for p in points], calibration_mask(case, points), strict=True))
@@ -79,17 +86,34 @@ def evaluate(case: Case, points: list[GridPoint], results: pd.DataFrame,
         violations = {pt.key: bound.preconditions(pt.params) for pt in pdata}
         needs_cal = bool(bound.forms)
         roles = {
-            pt.key: ("calibration" if cal_flags[pt.key] and not violations[pt.key] and not pt.divergence()
-                     else "held-out") if needs_cal else "test"
+            pt.key: (
+                "calibration"
+                if cal_flags[pt.key] and not violations[pt.key] and not pt.divergence()
+                else "held-out"
+            )
+            if needs_cal
+            else "test"
             for pt in scoped
         }
-        calibration, errors = _calibrate(bound, [pt for pt in scoped if roles[pt.key] == "calibration"],
-                                         observe_cfg)
+        calibration, errors = _calibrate(
+            bound, [pt for pt in scoped if roles[pt.key] == "calibration"], observe_cfg
+        )
         calibration_report[bound_id] = {q: c.describe() for q, c in calibration.items()} | {
             q: {"error": e} for q, e in errors.items()
         }
-        ctx = Context(case.name, bound, scoped, roles, violations, calibration, errors, perturb,
-                      case.false_alarm, observe_cfg, all_points=pdata)
+        ctx = Context(
+            case.name,
+            bound,
+            scoped,
+            roles,
+            violations,
+            calibration,
+            errors,
+            perturb,
+            case.false_alarm,
+            observe_cfg,
+            all_points=pdata,
+        )
         for name, cfg in case.checks.items():
             verdicts += CHECKS[cfg["kind"]].run(ctx, name, cfg)
     _finalise(verdicts, case.false_alarm)
@@ -117,8 +141,9 @@ def _observation_config(case: Case) -> dict[str, dict[str, Any]]:
     return cfg
 
 
-def _calibrate(bound: bounds.Bound, cal_points: list[PointData],
-               observe_cfg: Mapping[str, Mapping[str, Any]]):
+def _calibrate(
+    bound: bounds.Bound, cal_points: list[PointData], observe_cfg: Mapping[str, Mapping[str, Any]]
+):
     calibration: dict[str, CalibratedForm] = {}
     errors: dict[str, str] = {}
     for quantity, form in bound.forms.items():

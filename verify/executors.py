@@ -45,10 +45,16 @@ def seeded_generators(task: Task) -> tuple[list[np.random.Generator], list[np.ra
     """Per repetition: the training generator (case, point, rep) and the initialisation
     generator (case, init parameters, rep), shared by points with the same init parameters."""
     case_entropy, point_entropy = task.entropy
-    rngs = [np.random.default_rng(np.random.SeedSequence([case_entropy, point_entropy, r]))
-            for r in range(task.repetitions)]
-    init = [np.random.default_rng(np.random.SeedSequence([case_entropy, INIT_TAG, task.init_entropy, r]))
-            for r in range(task.repetitions)]
+    rngs = [
+        np.random.default_rng(np.random.SeedSequence([case_entropy, point_entropy, r]))
+        for r in range(task.repetitions)
+    ]
+    init = [
+        np.random.default_rng(
+            np.random.SeedSequence([case_entropy, INIT_TAG, task.init_entropy, r])
+        )
+        for r in range(task.repetitions)
+    ]
     return rngs, init
 
 
@@ -77,8 +83,9 @@ def run_task(task: Task) -> tuple[str, pd.DataFrame]:
     return task.key, pd.DataFrame(rows)
 
 
-def execute(tasks: Sequence[Task], executor: str, jobs: int,
-            on_done: Callable[[str, pd.DataFrame], None]) -> None:
+def execute(
+    tasks: Sequence[Task], executor: str, jobs: int, on_done: Callable[[str, pd.DataFrame], None]
+) -> None:
     """Run every task, calling ``on_done`` in the main process as each finishes."""
     if executor not in EXECUTORS:
         raise CaseError(f"--executor: {executor!r} is not one of {list(EXECUTORS)}")
@@ -94,7 +101,9 @@ def execute(tasks: Sequence[Task], executor: str, jobs: int,
     _execute_dask(tasks, jobs, on_done)
 
 
-def _as_completed(pool: ProcessPoolExecutor, tasks: Sequence[Task]) -> Iterator[tuple[str, pd.DataFrame]]:
+def _as_completed(
+    pool: ProcessPoolExecutor, tasks: Sequence[Task]
+) -> Iterator[tuple[str, pd.DataFrame]]:
     pending: set[Future] = {pool.submit(run_task, t) for t in tasks}
     while pending:
         done, pending = wait(pending, return_when=FIRST_COMPLETED)
@@ -102,14 +111,19 @@ def _as_completed(pool: ProcessPoolExecutor, tasks: Sequence[Task]) -> Iterator[
             yield fut.result()
 
 
-def _execute_dask(tasks: Sequence[Task], jobs: int,
-                  on_done: Callable[[str, pd.DataFrame], None]) -> None:
+def _execute_dask(
+    tasks: Sequence[Task], jobs: int, on_done: Callable[[str, pd.DataFrame], None]
+) -> None:
     try:
         from dask.distributed import Client, LocalCluster, as_completed
     except ImportError:
         raise CaseError("--executor dask needs the optional extra: pip install '.[dask]'") from None
-    with LocalCluster(n_workers=max(1, jobs), threads_per_worker=1, processes=True,
-                      dashboard_address=None) as cluster, Client(cluster) as client:
+    with (
+        LocalCluster(
+            n_workers=max(1, jobs), threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        Client(cluster) as client,
+    ):
         futures = client.map(run_task, list(tasks), pure=False)
         for fut in as_completed(futures):
             on_done(*fut.result())

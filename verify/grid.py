@@ -70,7 +70,9 @@ def expand(case: Case, limit: int | None = None) -> list[GridPoint]:
 
     ranges = [range(len(case.grid[k])) for k in keys]
     for levels in itertools.product(*ranges):
-        add({**case.base, **{k: case.grid[k][i] for k, i in zip(keys, levels, strict=True)}}, levels)
+        add(
+            {**case.base, **{k: case.grid[k][i] for k, i in zip(keys, levels, strict=True)}}, levels
+        )
         if limit is not None and len(out) > limit:
             return out
     for j, pt in enumerate(case.points):

@@ -15,7 +15,17 @@ from .evaluate import Evaluation, evaluate
 from .executors import Task, execute
 from .grid import data_rng, expand, init_entropy
 from .progress import progress_bar
-from .store import code_version, environment, is_done, now, read_points, write_json, write_point, write_table
+from .store import (
+    code_version,
+    environment,
+    is_done,
+    now,
+    read_points,
+    remove_stale_temporaries,
+    write_json,
+    write_point,
+    write_table,
+)
 
 
 @dataclass
@@ -32,8 +42,15 @@ def case_directory(out: Path, case: Case, quick: bool) -> Path:
     return out / (f"{case.name}-quick" if quick else case.name)
 
 
-def run_case(case: Case, out: Path, executor: str = "serial", jobs: int = 1, quick: bool = False,
-             perturb: Mapping[str, float] | None = None, show_progress: bool = True) -> CaseRun:
+def run_case(
+    case: Case,
+    out: Path,
+    executor: str = "serial",
+    jobs: int = 1,
+    quick: bool = False,
+    perturb: Mapping[str, float] | None = None,
+    show_progress: bool = True,
+) -> CaseRun:
     start = time.perf_counter()
     if quick:
         case = case.with_quick()
@@ -41,13 +58,26 @@ def run_case(case: Case, out: Path, executor: str = "serial", jobs: int = 1, qui
     X, y = case.trainer.make_data(case.data, data_rng(case), case.path.parent)
     data_params = case.trainer.data_params(X, y)
     directory = case_directory(out, case, quick)
+    remove_stale_temporaries(directory)
     todo = [pt for pt in points if not is_done(directory, pt.key)]
     tasks = [
-        Task(case.name, case.trainer.name, pt.key, {**case.data, **pt.params},
-             (case.seed_entropy, pt.entropy), init_entropy(case, pt), case.repetitions, X, y)
+        Task(
+            case.name,
+            case.trainer.name,
+            pt.key,
+            {**case.data, **pt.params},
+            (case.seed_entropy, pt.entropy),
+            init_entropy(case, pt),
+            case.repetitions,
+            X,
+            y,
+        )
         for pt in todo
     ]
-    with progress_bar(len(tasks) if show_progress else 0, f"{case.name}: {len(points) - len(todo)} stored") as bar:
+    with progress_bar(
+        len(tasks) if show_progress else 0, f"{case.name}: {len(points) - len(todo)} stored"
+    ) as bar:
+
         def done(key: str, frame) -> None:
             write_point(directory, key, frame)
             bar.update(1)
@@ -57,19 +87,29 @@ def run_case(case: Case, out: Path, executor: str = "serial", jobs: int = 1, qui
     evaluation = evaluate(case, points, results, data_params, perturb)
     write_table(directory / "verdicts.parquet", evaluation.frame())
     wall = time.perf_counter() - start
-    write_json(directory / "case.json", _metadata(case, points, data_params, evaluation, perturb, wall))
+    write_json(
+        directory / "case.json", _metadata(case, points, data_params, evaluation, perturb, wall)
+    )
     return CaseRun(case, directory, evaluation, len(todo), len(points) - len(todo), wall)
 
 
-def _metadata(case: Case, points, data_params, evaluation: Evaluation,
-              perturb: Mapping[str, float] | None, wall: float) -> dict[str, Any]:
+def _metadata(
+    case: Case,
+    points,
+    data_params,
+    evaluation: Evaluation,
+    perturb: Mapping[str, float] | None,
+    wall: float,
+) -> dict[str, Any]:
     provenance = {}
     for bound_id in case.bounds:
         b = bounds.get(bound_id)
         example = next((pt for pt in points), None)
         provenance[bound_id] = b.describe() | {
             "trends": [f"{t.quantity} {t.direction} in {t.parameter}: {t.note}" for t in b.trends],
-            "requirements_example": b.requirements({**data_params, **example.params}) if example else {},
+            "requirements_example": b.requirements({**data_params, **example.params})
+            if example
+            else {},
             "doc": (type(b).__doc__ or "").strip(),
         }
     return {
@@ -87,8 +127,8 @@ def _metadata(case: Case, points, data_params, evaluation: Evaluation,
         "data_params": data_params,
         "provenance": provenance,
         "calibration": evaluation.calibration,
-        "environment": environment() | {"date": now(), "seed_entropy": str(case.seed_entropy),
-                                         "code_version": code_version()},
+        "environment": environment()
+        | {"date": now(), "seed_entropy": str(case.seed_entropy), "code_version": code_version()},
         "wall_time_s": wall,
         "perturb": dict(perturb or {}),
     }

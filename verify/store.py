@@ -44,10 +44,17 @@ def code_version() -> str:
 def environment() -> dict[str, str]:
     root = Path(__file__).resolve().parent.parent
     try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
-            timeout=5, check=False,
-        ).stdout.strip() or "unknown"
+        commit = (
+            subprocess.run(
+                ["git", "rev-parse", "--short", "HEAD"],
+                cwd=root,
+                capture_output=True,
+                text=True,
+                timeout=5,
+                check=False,
+            ).stdout.strip()
+            or "unknown"
+        )
     except OSError:
         commit = "unknown"
     return {
@@ -71,6 +78,12 @@ def atomic_write_bytes(path: Path, write) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def remove_stale_temporaries(directory: Path) -> None:
+    """Temporary files left by a killed run (never renamed into place) are garbage."""
+    for tmp in directory.glob(".*.tmp"):
+        tmp.unlink(missing_ok=True)
 
 
 def write_table(path: Path, frame: pd.DataFrame) -> None:

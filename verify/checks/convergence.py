@@ -216,10 +216,15 @@ def log_test(v: Verdict, est: Estimate, pred: Predicted, alternative: str) -> No
         v.p_value = one_sided_p(z, pred.dof, alternative)
         v.allowed = pred.limit
     else:
-        z = (est.value - pred.value) / est.se if est.se > 0 else math.copysign(math.inf, est.value - pred.value)
+        z = (
+            (est.value - pred.value) / est.se
+            if est.se > 0
+            else math.copysign(math.inf, est.value - pred.value)
+        )
         v.p_value = (
-            one_sided_p(z, est.dof, alternative) if math.isfinite(z) else float(
-                (z > 0) == (alternative == "greater"))
+            one_sided_p(z, est.dof, alternative)
+            if math.isfinite(z)
+            else float((z > 0) == (alternative == "greater"))
         )
         v.allowed = pred.value
 
@@ -320,9 +325,11 @@ def envelope_check(ctx: Context, name: str, cfg: Mapping[str, Any]) -> list[Verd
         j = int(np.nanargmin(p_blocks))
         v.p_value = float(min(1.0, len(blocks) * p_blocks[j]))
         v.ci_low, v.ci_high = 1 + ratios[j].low, 1 + ratios[j].high
-        v.detail = (f"worst round {worst}: mean loss / envelope = {ratio[worst]:.3g}; least favourable "
-                    f"block rounds {blocks[j][0]}-{blocks[j][-1]}: relative excess "
-                    f"{ratios[j].value:+.3g}")
+        v.detail = (
+            f"worst round {worst}: mean loss / envelope = {ratio[worst]:.3g}; least favourable "
+            f"block rounds {blocks[j][0]}-{blocks[j][-1]}: relative excess "
+            f"{ratios[j].value:+.3g}"
+        )
     return out
 
 

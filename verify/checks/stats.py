@@ -128,7 +128,9 @@ def holm(pvalues: np.ndarray) -> np.ndarray:
     return out
 
 
-def slope_with_ci(x: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None, level: float = 0.95):
+def slope_with_ci(
+    x: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None, level: float = 0.95
+):
     """OLS slope of ``y`` on ``x`` (with a fixed effect per group), its s.e., dof and CI."""
     x = np.asarray(x, float)
     y = np.asarray(y, float)

@@ -29,9 +29,13 @@ class Trainer:
     name: str
     description: str
     schema: Mapping[str, Mapping[str, Spec]]
-    make_data: Callable[[Mapping[str, Any], np.random.Generator, Path], tuple[np.ndarray, np.ndarray]]
+    make_data: Callable[
+        [Mapping[str, Any], np.random.Generator, Path], tuple[np.ndarray, np.ndarray]
+    ]
     data_params: Callable[[np.ndarray, np.ndarray], dict[str, float]]
-    run: Callable[[Mapping[str, Any], np.ndarray, np.ndarray, Sequence[np.random.Generator]], list[RunOutput]]
+    run: Callable[
+        [Mapping[str, Any], np.ndarray, np.ndarray, Sequence[np.random.Generator]], list[RunOutput]
+    ]
     memory_bytes: Callable[[Mapping[str, Any], int], float]
     grid_sections: tuple[str, ...] = ()
     derive: Callable[[dict[str, Any]], dict[str, Any]] = field(default=lambda p: p)

@@ -45,7 +45,9 @@ def init_weights(
     return W, a
 
 
-def draw_masks(rng: np.random.Generator, m: int, xi: float, p: int, scheme: str) -> list[np.ndarray]:
+def draw_masks(
+    rng: np.random.Generator, m: int, xi: float, p: int, scheme: str
+) -> list[np.ndarray]:
     """Indices of the neurons of each of the p surrogates of one round.
 
     ``bernoulli``: each neuron kept independently with probability xi in each surrogate.
@@ -118,7 +120,9 @@ def train(
     with np.errstate(over="ignore", invalid="ignore"):
         for k in range(1, rounds + 1):
             segs = [
-                r * m + idx for r, rng in enumerate(rngs) for idx in draw_masks(rng, m, xi, p, scheme)
+                r * m + idx
+                for r, rng in enumerate(rngs)
+                for idx in draw_masks(rng, m, xi, p, scheme)
             ]
             lengths = np.array([len(s) for s in segs])
             starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])

@@ -1,0 +1,153 @@
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+
+from verify.case import load
+from verify.executors import Task, run_task, seeded_generators
+from verify.grid import expand
+from verify.runner import run_case
+from verify.store import read_points
+
+from .conftest import ROOT, write_case
+
+TINY = """
+name = "tiny"
+bounds = ["liao2022.theorem1"]
+repetitions = 2
+[data]
+n = 6
+d = 3
+[model]
+m = 60
+[training]
+eta = 0.05
+rounds = 40
+[masking]
+xi = 0.5
+[grid]
+p = [1, 2, 3]
+tau = [1, 2]
+[checks.floor]
+tail = 10
+"""
+
+
+def frames(run):
+    points = expand(run.case)
+    return read_points(run.directory, [p.key for p in points]).sort_values(["point_key", "rep"])
+
+
+def test_resume_skips_finished_points(tmp_path):
+    case = load(write_case(tmp_path / "c.toml", TINY))
+    first = run_case(case, tmp_path / "r", show_progress=False)
+    second = run_case(case, tmp_path / "r", show_progress=False)
+    assert first.trained == 6 and second.trained == 0 and second.reused == 6
+    pd.testing.assert_frame_equal(
+        frames(first).drop(columns="wall_time_s"), frames(second).drop(columns="wall_time_s")
+    )
+
+
+def test_serial_and_process_runs_are_bit_identical(tmp_path):
+    case = load(write_case(tmp_path / "c.toml", TINY))
+    serial = frames(run_case(case, tmp_path / "a", "serial", show_progress=False))
+    parallel = frames(run_case(case, tmp_path / "b", "process", jobs=2, show_progress=False))
+    for col in ("loss", "lambda_min_H0", "max_movement"):
+        assert (
+            serial[col].map(list).tolist() == parallel[col].map(list).tolist()
+            if col == "loss"
+            else serial[col].tolist() == parallel[col].tolist()
+        )
+
+
+def test_seeds_depend_on_point_parameters_not_position(tmp_path):
+    case = load(write_case(tmp_path / "c.toml", TINY))
+    reordered = load(write_case(tmp_path / "d.toml", TINY.replace("p = [1, 2, 3]", "p = [3, 1]")))
+    a = {p.key: p for p in expand(case)}
+    b = {p.key: p for p in expand(reordered)}
+    assert set(b) < set(a)
+    for key, pt in b.items():
+        assert pt.entropy == a[key].entropy
+    other = load(write_case(tmp_path / "e.toml", TINY.replace('name = "tiny"', 'name = "other"')))
+    assert other.seed_entropy != case.seed_entropy
+
+
+def test_repetitions_and_points_draw_independent_masks(tmp_path):
+    case = load(write_case(tmp_path / "c.toml", TINY))
+    p1, p2 = expand(case)[:2]
+    t = [
+        Task(
+            "tiny",
+            "masked_shallow",
+            p.key,
+            p.params,
+            (case.seed_entropy, p.entropy),
+            7,
+            2,
+            None,
+            None,
+        )
+        for p in (p1, p2)
+    ]
+    (r1, i1), (r2, i2) = seeded_generators(t[0]), seeded_generators(t[1])
+    assert r1[0].random() != r1[1].random()
+    assert seeded_generators(t[0])[0][0].random() != r2[0].random()
+    assert i1[0].random() == i2[0].random()  # shared initialisation (same m, kappa)
+
+
+def test_run_task_is_deterministic(tmp_path):
+    case = load(write_case(tmp_path / "c.toml", TINY))
+    from verify.grid import data_rng, init_entropy
+
+    X, y = case.trainer.make_data(case.data, data_rng(case), tmp_path)
+    pt = expand(case)[0]
+    task = Task(
+        "tiny",
+        "masked_shallow",
+        pt.key,
+        {**case.data, **pt.params},
+        (case.seed_entropy, pt.entropy),
+        init_entropy(case, pt),
+        2,
+        X,
+        y,
+    )
+    a, b = run_task(task)[1], run_task(task)[1]
+    assert a["loss"].map(list).tolist() == b["loss"].map(list).tolist()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_kill_9_mid_grid_then_rerun_resumes_without_duplicates(tmp_path):
+    text = TINY.replace("rounds = 40", "rounds = 400").replace("m = 60", "m = 400")
+    path = write_case(tmp_path / "c.toml", text)
+    out = tmp_path / "r"
+    cmd = [
+        sys.executable,
+        "-m",
+        "verify",
+        "run",
+        str(path),
+        "--out",
+        str(out),
+        "--no-report",
+        "--no-progress",
+    ]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 60
+    while time.time() < deadline and len(list((out / "tiny").glob("*.parquet"))) < 2:
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done_before = {p.name for p in (out / "tiny").glob("*.parquet")}
+    assert 1 <= len(done_before) < 6
+    rerun = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode in (0, 1), rerun.stderr
+    assert f"{6 - len(done_before)} trained, {len(done_before)} reused" in rerun.stdout
+    case = load(path)
+    table = read_points(out / "tiny", [p.key for p in expand(case)])
+    assert len(table) == 12 and not table.duplicated(["point_key", "rep"]).any()
+    assert not list((out / "tiny").glob(".*.tmp"))  # temp files of the killed run are cleaned
