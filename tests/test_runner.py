@@ -151,3 +151,13 @@ def test_kill_9_mid_grid_then_rerun_resumes_without_duplicates(tmp_path):
     table = read_points(out / "tiny", [p.key for p in expand(case)])
     assert len(table) == 12 and not table.duplicated(["point_key", "rep"]).any()
     assert not list((out / "tiny").glob(".*.tmp"))  # temp files of the killed run are cleaned
+
+
+def test_changing_repetitions_or_data_recomputes(tmp_path):
+    case = load(write_case(tmp_path / "c.toml", TINY))
+    run_case(case, tmp_path / "r", show_progress=False)
+    more = load(write_case(tmp_path / "c.toml", TINY.replace("repetitions = 2", "repetitions = 3")))
+    again = run_case(more, tmp_path / "r", show_progress=False)
+    assert again.trained == 6 and len(frames(again)) == 18
+    other_data = load(write_case(tmp_path / "c.toml", TINY.replace("n = 6", "n = 7")))
+    assert run_case(other_data, tmp_path / "r", show_progress=False).trained == 6

@@ -18,6 +18,7 @@ from .progress import progress_bar
 from .store import (
     code_version,
     environment,
+    fingerprint,
     is_done,
     now,
     read_points,
@@ -59,7 +60,19 @@ def run_case(
     data_params = case.trainer.data_params(X, y)
     directory = case_directory(out, case, quick)
     remove_stale_temporaries(directory)
-    todo = [pt for pt in points if not is_done(directory, pt.key)]
+    prints = {
+        pt.key: fingerprint(
+            {
+                "params": pt.params,
+                "data": case.data,
+                "repetitions": case.repetitions,
+                "seed": case.seed_entropy,
+                "trainer": case.trainer.name,
+            }
+        )
+        for pt in points
+    }
+    todo = [pt for pt in points if not is_done(directory, pt.key, prints[pt.key])]
     tasks = [
         Task(
             case.name,
@@ -79,7 +92,7 @@ def run_case(
     ) as bar:
 
         def done(key: str, frame) -> None:
-            write_point(directory, key, frame)
+            write_point(directory, key, frame, prints[key])
             bar.update(1)
 
         execute(tasks, executor, jobs, done)

@@ -3,7 +3,8 @@
 Each point file has one row per repetition (curves as list columns, scalars, the point's
 parameters and environment columns) and is written atomically (temporary file in the
 same directory, then ``os.replace``), so an interrupted run never leaves a partial file.
-A point is skipped on resume when its file exists with the same code version.
+A point is skipped on resume when its file exists with the same fingerprint: grid
+parameters, data settings, repetitions, seeds and code version.
 """
 
 from __future__ import annotations
@@ -108,7 +109,14 @@ def point_path(case_dir: Path, key: str) -> Path:
     return case_dir / f"{key}.parquet"
 
 
-def is_done(case_dir: Path, key: str) -> bool:
+def fingerprint(task_inputs: dict[str, Any]) -> str:
+    """What a stored point must match to be reused: every input of its task and the code."""
+    text = json.dumps(task_inputs, sort_keys=True, default=_jsonable)
+    return hashlib.sha256(f"{text}\0{code_version()}".encode()).hexdigest()[:24]
+
+
+def is_done(case_dir: Path, key: str, expected: str) -> bool:
+    """The point's file exists and was written for the same inputs and code."""
     path = point_path(case_dir, key)
     if not path.exists():
         return False
@@ -116,13 +124,14 @@ def is_done(case_dir: Path, key: str) -> bool:
         meta = pq.read_schema(path).metadata or {}
     except (OSError, pa.ArrowInvalid):
         return False
-    return meta.get(b"code_version", b"").decode() == code_version()
+    return meta.get(b"fingerprint", b"").decode() == expected
 
 
-def write_point(case_dir: Path, key: str, frame: pd.DataFrame) -> None:
+def write_point(case_dir: Path, key: str, frame: pd.DataFrame, print_: str) -> None:
     table = pa.Table.from_pandas(frame, preserve_index=False)
     meta = dict(table.schema.metadata or {})
     meta[b"code_version"] = code_version().encode()
+    meta[b"fingerprint"] = print_.encode()
     table = table.replace_schema_metadata(meta)
     atomic_write_bytes(point_path(case_dir, key), lambda tmp: pq.write_table(table, tmp))
 
