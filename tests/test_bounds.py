@@ -150,7 +150,7 @@ def test_preconditions_reject_what_the_paper_excludes():
 def test_calibration_recovers_a_known_power_law_and_predicts_held_out(rng):
     form = liao2022.FLOOR_FORM
     pts = [
-        dict(kappa=1.0, xi=xi, p=p, tau=t, eta=0.05, scheme="bernoulli")
+        dict(kappa=1.0, xi=xi, p=p, tau=t, eta=0.05, m=1000, scheme="bernoulli")
         for xi in (0.25, 0.5, 0.75)
         for p in (1, 2, 4, 8)
         for t in (1, 2, 4)

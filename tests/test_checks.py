@@ -142,3 +142,14 @@ def test_false_alarm_rate_over_many_seeds(tmp_path):
         failed += run_case(load(path), tmp_path / "r", show_progress=False).evaluation.failed
     print(f"false alarms: {failed} / 100")
     assert stats.binomtest(failed, 100, 0.01, alternative="greater").pvalue > 0.01
+
+
+def test_mutate_catches_every_wrong_bound(smoke_run):
+    from verify.mutants import MUTANTS, mutate
+
+    case, run = smoke_run
+    bound_mutants = [m.name for m in MUTANTS if m.trainer is None]
+    results = mutate(case, run.directory.parent, bound_mutants)
+    assert [r.mutant.name for r in results] == bound_mutants
+    missed = [r.mutant.name for r in results if not r.caught]
+    assert not missed, missed

@@ -127,6 +127,32 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_mutate(args: argparse.Namespace) -> int:
+    from .mutants import MUTANTS, mutate
+
+    cases = collect_cases(args.cases)
+    names = args.only.split(",") if args.only else None
+    if names:
+        unknown = set(names) - {m.name for m in MUTANTS}
+        if unknown:
+            raise CaseError(
+                f"--only: unknown mutants {sorted(unknown)}; known: {[m.name for m in MUTANTS]}"
+            )
+    missed = 0
+    for case in cases:
+        print(f"{case.name}: mutation testing")
+        for r in mutate(case, Path(args.out), names, args.quick):
+            checks = (
+                ", ".join(f"{k}: {v}" for k, v in sorted(r.failures.items())) or "no check failed"
+            )
+            print(
+                f"  {'CAUGHT' if r.caught else 'MISSED'}  {r.mutant.name:16s} {r.mutant.description} [{checks}]"
+            )
+            missed += not r.caught
+    print(f"{missed} mutant(s) missed")
+    return 1 if missed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m verify", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -149,6 +175,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
     lst = sub.add_parser("list", help="list the registered bounds")
     lst.set_defaults(func=cmd_list)
+    mut = sub.add_parser("mutate", help="check that wrong bounds and broken trainers are rejected")
+    mut.add_argument("cases", nargs="+")
+    mut.add_argument("--out", default="results/mutants")
+    mut.add_argument("--only", default="", help="comma-separated mutant names")
+    mut.add_argument("--quick", action="store_true")
+    mut.set_defaults(func=cmd_mutate)
     rep = sub.add_parser("report", help="render reports from stored results")
     rep.add_argument("results")
     rep.add_argument("--out", default=None)

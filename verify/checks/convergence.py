@@ -176,7 +176,27 @@ def predicted(ctx: Context, quantity: str, params: Mapping[str, Any]) -> Predict
             return f"{ctx.bound.id} does not predict {quantity}"
         log_se, dof, limit = math.nan, math.nan, value
     factor = ctx.perturb.get("rate" if quantity == "envelope_rate" else quantity, 1.0)
+    factor *= structural_mutation(ctx.perturb, quantity, params)
     return Predicted(value * factor, log_se, dof, limit * factor)
+
+
+def structural_mutation(
+    perturb: Mapping[str, float], quantity: str, params: Mapping[str, Any]
+) -> float:
+    """Factors of the mutation tests' wrong bounds (:mod:`verify.mutants`), 1 otherwise.
+
+    ``theta``: the rate counts a neuron as held ``p * xi`` times (no overlap correction)
+    instead of with probability ``1 - (1 - xi)^p``; ``sqrt_m``: the floor shrinks like
+    ``1/sqrt(m)`` (as if the masking noise vanished with width, which it does not under
+    the network's ``1/sqrt(m)`` output scaling).
+    """
+    factor = 1.0
+    if "theta" in perturb and quantity in ("rate", "envelope_rate") and "xi" in params:
+        xi, p = params["xi"], params["p"]
+        factor *= p * xi / (1.0 - (1.0 - xi) ** p)
+    if "sqrt_m" in perturb and quantity == "floor" and "m" in params:
+        factor *= math.sqrt(16.0 / params["m"])
+    return factor
 
 
 # --------------------------------------------------------------------------- verdict helpers

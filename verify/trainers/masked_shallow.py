@@ -24,6 +24,9 @@ import numpy as np
 
 from bounds.ntk import finite_width_gram
 
+#: the exact algorithm and the broken variants used by mutation testing
+VARIANTS = ("exact", "no_averaging", "no_rescaling")
+
 #: a repetition whose loss exceeds this multiple of its initial loss has diverged
 DIVERGENCE_FACTOR = 1e6
 
@@ -94,13 +97,20 @@ def train(
     rngs: Sequence[np.random.Generator],
     init_rngs: Sequence[np.random.Generator] | None = None,
     dtype: str = "float64",
+    variant: str = "exact",
 ) -> list[RunOutput]:
     """Train ``len(rngs)`` independent repetitions at one parameter set, vectorised.
 
     Each repetition draws its initialisation from ``init_rngs[r]`` (default: ``rngs[r]``)
     and then, round by round, its masks from ``rngs[r]``, in the same order as the plain
     reference loop in the tests.
+
+    ``variant`` selects a deliberately broken algorithm for mutation testing only
+    (:mod:`verify.mutants`): ``no_averaging`` sums the trained copies of a neuron instead
+    of averaging them, ``no_rescaling`` drops the surrogates' ``1/xi`` output scaling.
     """
+    if variant not in VARIANTS:
+        raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
     R = len(rngs)
     ftype = np.dtype(dtype)
     X = np.asarray(X, dtype=ftype)
@@ -111,7 +121,7 @@ def train(
     W = np.concatenate([w for w, _ in inits]).astype(ftype)
     a = np.concatenate([s for _, s in inits]).astype(ftype)
     W0 = W.copy()
-    scale = 1.0 / (keep * math.sqrt(m))
+    scale = 1.0 / ((1.0 if variant == "no_rescaling" else keep) * math.sqrt(m))
     loss = np.full((rounds + 1, R), np.nan)
     loss[0] = full_loss(X, y, W, a, R)
     diverged = np.full(R, -1)
@@ -145,7 +155,9 @@ def train(
             np.add.at(total, idx, delta)
             counts[:] = np.bincount(idx, minlength=R * m)
             held = counts > 0
-            W[held] += total[held] / counts[held, None]
+            W[held] += (
+                total[held] if variant == "no_averaging" else total[held] / counts[held, None]
+            )
             loss[k] = full_loss(X, y, W, a, R)
             bad = (~np.isfinite(loss[k]) | (loss[k] > limit)) & (diverged < 0)
             diverged[bad] = k
