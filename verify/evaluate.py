@@ -30,8 +30,36 @@ from .checks.stats import holm
 from .checks.verdict import FAIL, INCONCLUSIVE, PASS, PointData, Verdict
 from .grid import GridPoint, calibration_mask
 
-SCALARS = ("diverged_round", "lambda_min_H0", "lambda_min_Hend", "max_movement")
-CURVES = ("loss",)
+#: columns of the result table that describe the run, not its outputs
+BOOKKEEPING = {
+    "case",
+    "point_key",
+    "rep",
+    "seed",
+    "wall_time_s",
+    "code_version",
+    "python",
+    "numpy",
+    "scipy",
+    "pandas",
+    "platform",
+    "machine",
+    "git_commit",
+}
+
+
+def output_columns(rows: pd.DataFrame, params: Mapping[str, Any]) -> tuple[list[str], list[str]]:
+    """The trainer's outputs in a point's rows: list columns are curves, numbers scalars."""
+    curves, scalars = [], []
+    for col in rows.columns:
+        if col in BOOKKEEPING or col in params:
+            continue
+        first = rows[col].iloc[0]
+        if isinstance(first, (list, np.ndarray)):
+            curves.append(col)
+        elif isinstance(first, (int, float, np.number)) and not isinstance(first, bool):
+            scalars.append(col)
+    return curves, scalars
 
 
 @dataclass
@@ -56,8 +84,9 @@ def point_data(
     by_key = {k: g.sort_values("rep") for k, g in results.groupby("point_key")}
     for pt in points:
         rows = by_key[pt.key]
-        curves = {c: np.vstack(rows[c].to_numpy()).astype(float) for c in CURVES if c in rows}
-        scalars = {s: rows[s].to_numpy(dtype=float) for s in SCALARS if s in rows}
+        curve_cols, scalar_cols = output_columns(rows, {**case.data, **pt.params})
+        curves = {c: np.vstack(rows[c].to_numpy()).astype(float) for c in curve_cols}
+        scalars = {s: rows[s].to_numpy(dtype=float) for s in scalar_cols}
         params = {**data_params, **pt.params}
         if "lambda_min_H0" in scalars:
             params["lambda_min_H0"] = float(np.nanmin(scalars["lambda_min_H0"]))
