@@ -328,7 +328,7 @@ def envelope_check(ctx: Context, name: str, cfg: Mapping[str, Any]) -> list[Verd
         v.predicted_rate, v.predicted_floor = math.exp(-delta), B
         ratio = curves.mean(axis=0) / envelope.mean(axis=0)
         worst = int(np.argmax(ratio[1:])) + 1
-        v.observed, v.predicted, v.allowed = float(ratio[worst]), 1.0, 1.0
+        v.predicted, v.allowed = 1.0, 1.0
         blocks = np.array_split(np.arange(1, T), min(cfg["blocks"], T - 1))
         p_blocks, ratios = [], []
         for block in blocks:
@@ -344,6 +344,8 @@ def envelope_check(ctx: Context, name: str, cfg: Mapping[str, Any]) -> list[Verd
                 p_blocks.append(float(est.value > 0) if math.isfinite(est.value) else math.nan)
         j = int(np.nanargmin(p_blocks))
         v.p_value = float(min(1.0, len(blocks) * p_blocks[j]))
+        # observed: mean loss / envelope over the least favourable block, with its CI
+        v.observed = 1 + ratios[j].value
         v.ci_low, v.ci_high = 1 + ratios[j].low, 1 + ratios[j].high
         v.detail = (
             f"worst round {worst}: mean loss / envelope = {ratio[worst]:.3g}; least favourable "

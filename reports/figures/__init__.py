@@ -1,0 +1,25 @@
+"""Figures of the HTML report (matplotlib, Agg canvas, embedded as base64 PNG)."""
+
+from __future__ import annotations
+
+from reports.figures.common import FigureBlock
+from reports.figures.curves import loss_curve_figures
+from reports.figures.floor import floor_figures
+from reports.figures.rate import rate_scatter
+from reports.figures.slack import slack_heatmaps
+from reports.store import CaseResults
+from reports.summary import bound_ids
+
+__all__ = ["FigureBlock", "case_figures"]
+
+
+def case_figures(case: CaseResults) -> list[FigureBlock]:
+    """Every figure of one case, in report order; skipped figures carry their reason."""
+    blocks = list(loss_curve_figures(case))
+    bounds = [b for b in bound_ids(case) if (case.verdicts["bound"] == b).any()]
+    for bound in bounds:
+        blocks += floor_figures(case, bound)
+    for bound in bounds:
+        blocks += slack_heatmaps(case, bound)
+    blocks += rate_scatter(case)
+    return blocks
