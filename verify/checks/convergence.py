@@ -12,8 +12,9 @@ Observed statistics (per grid point, from all repetitions):
 
 Tests (each a one-sided p-value for "the bound holds"):
 
-* calibrated prediction: ``z = (log observed - log predicted) / se_pred`` with the OLS
-  prediction s.e. of the calibration fit and its degrees of freedom;
+* calibrated prediction: ``z = (log observed - log predicted) / sqrt(se_pred^2 + se_obs^2)``
+  with the OLS prediction s.e. of the calibration fit (its degrees of freedom) and the
+  observation's own relative standard error;
 * known prediction: a t-test of the samples against the prediction.
 """
 
@@ -232,7 +233,10 @@ def log_test(v: Verdict, est: Estimate, pred: Predicted, alternative: str) -> No
     v.observed, v.ci_low, v.ci_high = est.value, est.low, est.high
     v.predicted = pred.value
     if math.isfinite(pred.log_se):
-        z = (math.log(est.value) - math.log(pred.value)) / pred.log_se
+        # the prediction's error plus the point's own sampling error (delta method), so a
+        # point noisier than the calibration points is not over-trusted
+        own = est.se / est.value if est.ok and est.value > 0 else 0.0
+        z = (math.log(est.value) - math.log(pred.value)) / math.hypot(pred.log_se, own)
         v.p_value = one_sided_p(z, pred.dof, alternative)
         v.allowed = pred.limit
     else:
