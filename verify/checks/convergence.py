@@ -42,6 +42,7 @@ OBSERVE = {
     "fit_fraction": Spec(float, 0.3, lambda v: 0 < v < 1, "number in (0, 1)"),
     "floor_atol": positive_float(1e-3),
     "blocks": positive_int(10, maximum=10_000),
+    "min_window": positive_int(5, maximum=100_000),
 }
 
 
@@ -85,25 +86,29 @@ def rep_floors(pt: PointData, cfg: Mapping[str, Any]) -> np.ndarray:
     return curves[:, -tail:].mean(axis=1)
 
 
-def fit_decay(curve: np.ndarray, floor: float, fraction: float) -> float:
-    """Per-round log-decay of one curve over its linear phase (see module docstring)."""
+def fit_decay(curve: np.ndarray, floor: float, fraction: float) -> tuple[float, int]:
+    """Per-round log-decay of one curve over its linear phase, and the phase's length.
+
+    The linear phase ends at the first round ``K`` where the excess loss falls to
+    ``fraction`` of its initial value; the decay is the least-squares slope of
+    ``log(L_k - floor)`` over rounds ``0..K``.
+    """
     excess = curve - floor
     if not np.isfinite(excess).all() or excess[0] <= 0:
-        return math.nan
+        return math.nan, 0
     below = np.flatnonzero(excess <= fraction * excess[0])
     if below.size == 0:
-        return math.nan
+        return math.nan, 0
     K = int(below[0])
     if K < 2:
-        # decayed within one or two rounds: the rate follows from the drop itself
-        return float(-math.log(max(excess[K], 1e-300) / excess[0]) / max(K, 1))
+        return float(-math.log(max(excess[K], 1e-300) / excess[0]) / max(K, 1)), K
     k = np.arange(K + 1)
     slope = np.polyfit(k, np.log(np.maximum(excess[: K + 1], 1e-300)), 1)[0]
-    return float(-slope)
+    return float(-slope), K
 
 
 def observe_decay(pt: PointData, cfg: Mapping[str, Any]) -> Estimate:
-    key = ("decay", cfg["curve"], cfg["tail"], cfg["fit_fraction"])
+    key = ("decay", cfg["curve"], cfg["tail"], cfg["fit_fraction"], cfg["min_window"])
     if key not in pt.cache:
         curves = pt.curves[cfg["curve"]]
         floor = observe_floor(pt, cfg).value
@@ -112,8 +117,14 @@ def observe_decay(pt: PointData, cfg: Mapping[str, Any]) -> Estimate:
             # the tail has not settled far below the fit window: no linear phase to fit
             pt.cache[key] = NAN_ESTIMATE
         else:
-            decays = np.array([fit_decay(c, floor, cfg["fit_fraction"]) for c in curves])
-            pt.cache[key] = t_estimate(decays) if np.isfinite(decays).all() else NAN_ESTIMATE
+            fits = [fit_decay(c, floor, cfg["fit_fraction"]) for c in curves]
+            decays = np.array([f[0] for f in fits])
+            window = float(np.median([f[1] for f in fits]))
+            if window < cfg["min_window"] or not np.isfinite(decays).all():
+                # the floor is reached within a few rounds: no per-round rate to resolve
+                pt.cache[key] = NAN_ESTIMATE
+            else:
+                pt.cache[key] = t_estimate(decays)
     return pt.cache[key]
 
 
@@ -293,8 +304,9 @@ def rate_check(ctx: Context, name: str, cfg: Mapping[str, Any]) -> list[Verdict]
             v.detail = (
                 pred
                 if isinstance(pred, str)
-                else "no linear phase to fit (floor not far below the fit window, or a "
-                "repetition never reached it)"
+                else "no linear phase to fit: the floor is not far below the fit window, a "
+                "repetition never reached it, or it lasts fewer than min_window = "
+                f"{cfg['min_window']} rounds"
             )
             continue
         v.predicted_rate = math.exp(-pred.value)
