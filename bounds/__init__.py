@@ -19,6 +19,7 @@ from .core import (
     register,
     registry,
 )
+from .huang2022 import RMDAIdentification  # noqa: F401  (registers its bound)
 
 __all__ = [
     "Bound",

@@ -37,3 +37,4 @@ def register(kind: CheckKind) -> CheckKind:
 
 
 from . import convergence  # noqa: E402,F401  (registers envelope, rate, floor, trend)
+from .identification import identification_check  # noqa: E402,F401  (registers its kinds)

@@ -67,3 +67,4 @@ def trainers() -> dict[str, Trainer]:
 
 
 from . import masked_shallow_family  # noqa: E402,F401  (registers)
+from .rmda import RMDA  # noqa: E402,F401  (registers)
