@@ -116,7 +116,8 @@ def identification_check(ctx: Context, name: str, cfg: Mapping[str, Any]) -> lis
                 problems.append(f"rep {r}: {f_r:.0f} pattern changes after identification")
         v.p_value = 0.0 if problems else 1.0  # deterministic claim: any miss refutes it
         finite = T[np.isfinite(T)]
-        v.detail = (
+        iterate = "dual-averaging iterate W~_t" if m == "rmda" else "iterate W_t"
+        v.detail = f"zero-group pattern of the {iterate} vs W*: " + (
             "; ".join(problems[:5]) + (f" (+{len(problems) - 5} more)" if len(problems) > 5 else "")
             if problems
             else f"{m}: identified on all {T.size} repetitions, T in "
