@@ -15,32 +15,20 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from verify.evaluate import BOOKKEEPING
+
 VERDICTS_FILE = "verdicts.parquet"
 CASE_FILE = "case.json"
 
-#: Columns of a point file that are not grid parameters.
-KNOWN_COLUMNS = frozenset(
-    {
-        "case",
-        "point_key",
-        "rep",
-        "loss",
-        "diverged_round",
-        "lambda_min_H0",
-        "lambda_min_Hend",
-        "max_movement",
-        "wall_time_s",
-        "code_version",
-        "python",
-        "numpy",
-        "scipy",
-        "pandas",
-        "platform",
-        "machine",
-        "git_commit",
-        "seed",
-    }
-)
+#: Columns of a point file that are not grid parameters, for stores whose case.json does not
+#: declare its parameters: the run's bookkeeping and the masked trainer's outputs.
+KNOWN_COLUMNS = BOOKKEEPING | {
+    "loss",
+    "diverged_round",
+    "lambda_min_H0",
+    "lambda_min_Hend",
+    "max_movement",
+}
 
 _FLOAT_COLUMNS = (
     "observed",
@@ -115,9 +103,13 @@ def load_case(directory: Path) -> CaseResults:
     meta = json.loads((directory / CASE_FILE).read_text(encoding="utf-8"))
     name = str(meta.get("name") or directory.name)
     points = _read_points(directory, meta)
-    params = [
-        c for c in points.columns if c not in KNOWN_COLUMNS and not _is_array_column(points[c])
-    ]
+    declared = set(meta.get("base", {})) | set(meta.get("data", {}))
+    if declared:  # the case's own parameters: the trainer's outputs are everything else
+        params = [c for c in points.columns if c in declared]
+    else:
+        params = [
+            c for c in points.columns if c not in KNOWN_COLUMNS and not _is_array_column(points[c])
+        ]
     verdicts = _read_verdicts(directory / VERDICTS_FILE, name)
     return CaseResults(name, directory, meta, points, verdicts, params)
 
