@@ -53,9 +53,13 @@ def run(
     y: np.ndarray,
     rngs: Sequence[np.random.Generator],
     init_rngs: Sequence[np.random.Generator] | None = None,
+    variant: str = "exact",
 ) -> list[RunOutput]:
+    """Train all repetitions of one point; ``variant`` is for mutation testing only."""
     keys = ("m", "kappa", "eta", "rounds", "xi", "p", "tau", "scheme", "dtype")
-    return train(X, y, rngs=rngs, init_rngs=init_rngs, **{k: params[k] for k in keys})
+    return train(
+        X, y, rngs=rngs, init_rngs=init_rngs, variant=variant, **{k: params[k] for k in keys}
+    )
 
 
 def memory_bytes(params: Mapping[str, Any], reps: int) -> float:
