@@ -249,6 +249,9 @@ def _validate_checks(raw: dict[str, Any]) -> dict[str, dict[str, Any]]:
         for key in cfg:
             if key not in specs:
                 raise CaseError(f"checks.{name}.{key}: unknown key; allowed: {sorted(specs)}")
+        missing = [key for key, spec in specs.items() if spec.required and key not in cfg]
+        if missing:
+            raise CaseError(f"checks.{name}: required key(s) missing: {missing}")
         out[name] = {"kind": kind} | {
             key: spec.validate(f"checks.{name}.{key}", cfg[key]) if key in cfg else spec.default
             for key, spec in specs.items()

@@ -23,14 +23,26 @@ PERTURBABLE = {
 }
 
 
-def parse_perturb(items: list[str]) -> dict[str, float]:
+def claimed_quantities(cases: list[Case]) -> set[str]:
+    """Predictions named by the cases' generic checks (``bound``, ``scaling``)."""
+    return {
+        cfg.get("quantity") or cfg["statistic"]
+        for case in cases
+        for cfg in case.checks.values()
+        if cfg["kind"] in ("bound", "scaling")
+    }
+
+
+def parse_perturb(
+    items: list[str], extra: set[str] | frozenset[str] = frozenset()
+) -> dict[str, float]:
+    """``NAME=FACTOR`` pairs; ``extra`` are the further predicted quantities that may be scaled."""
+    allowed = sorted(set(PERTURBABLE) | set(extra))
     out = {}
     for item in items:
         name, sep, value = item.partition("=")
-        if not sep or name not in PERTURBABLE:
-            raise CaseError(
-                f"--perturb: {item!r}: expected NAME=FACTOR with NAME in {sorted(PERTURBABLE)}"
-            )
+        if not sep or name not in allowed:
+            raise CaseError(f"--perturb: {item!r}: expected NAME=FACTOR with NAME in {allowed}")
         try:
             factor = float(value)
         except ValueError:
@@ -62,7 +74,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .runner import run_case
 
     cases = collect_cases(args.cases)  # validate everything before writing anything
-    perturb = parse_perturb(args.perturb)
+    perturb = parse_perturb(args.perturb, claimed_quantities(cases))
     if args.jobs < 1:
         raise CaseError("--jobs: must be >= 1")
     out = Path(args.out)
@@ -167,7 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="NAME=FACTOR",
-        help="perturb predictions to see the checks' power: floor=0.1, rate=2, trend=-1",
+        help="perturb predictions to see the checks' power: floor=0.1, rate=2, trend=-1, or "
+        "QUANTITY=FACTOR for a quantity a case's bound/scaling check tests (multiplies it)",
     )
     run.add_argument("--format", default="html,md,junit", help="report formats")
     run.add_argument("--no-report", action="store_true")
