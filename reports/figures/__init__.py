@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from reports.figures.claims import bound_figures, scaling_figures
 from reports.figures.common import FigureBlock
 from reports.figures.curves import loss_curve_figures
 from reports.figures.floor import floor_figures
@@ -15,11 +16,16 @@ __all__ = ["FigureBlock", "case_figures"]
 
 def case_figures(case: CaseResults) -> list[FigureBlock]:
     """Every figure of one case, in report order; skipped figures carry their reason."""
+    kinds = set(case.verdicts["kind"]) if not case.verdicts.empty else set()
     blocks = list(loss_curve_figures(case))
     bounds = [b for b in bound_ids(case) if (case.verdicts["bound"] == b).any()]
-    for bound in bounds:
-        blocks += floor_figures(case, bound)
+    if "floor" in kinds:
+        for bound in bounds:
+            blocks += floor_figures(case, bound)
     for bound in bounds:
         blocks += slack_heatmaps(case, bound)
-    blocks += rate_scatter(case)
+    if "rate" in kinds:
+        blocks += rate_scatter(case)
+    blocks += bound_figures(case)
+    blocks += scaling_figures(case)
     return blocks
