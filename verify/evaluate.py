@@ -88,8 +88,9 @@ def point_data(
         curves = {c: np.vstack(rows[c].to_numpy()).astype(float) for c in curve_cols}
         scalars = {s: rows[s].to_numpy(dtype=float) for s in scalar_cols}
         params = {**data_params, **pt.params}
-        if "lambda_min_H0" in scalars:
-            params["lambda_min_H0"] = float(np.nanmin(scalars["lambda_min_H0"]))
+        for name in case.trainer.measured_params:
+            if name in scalars and np.isfinite(scalars[name]).any():
+                params[name] = float(np.nanmin(scalars[name]))
         out.append(
             PointData(pt.key, pt.label, params, curves, scalars, cache={"grid_keys": grid_keys})
         )

@@ -6,7 +6,11 @@ A trainer is registered with :func:`register` and declares
 * ``make_data(params, rng)``: the data set (``X, y``) shared by every grid point,
 * ``data_params(X, y)``: data-derived quantities the bounds need (e.g. lambda0),
 * ``run(params, X, y, rngs)``: one :class:`RunOutput` per repetition,
-* ``memory_bytes(params, reps)``: peak memory estimate, to reject grids too large.
+* ``memory_bytes(params, reps)``: peak memory estimate, to reject grids too large;
+* ``measured_params``: scalar outputs a bound reads as parameters of the point (measured
+  hypotheses such as an eigenvalue at initialisation, or width-dependent constants computed
+  by the trainer); the point gets their minimum over the repetitions (conservative for
+  eigenvalue-type quantities).
 """
 
 from __future__ import annotations
@@ -42,6 +46,8 @@ class Trainer:
     #: parameters that determine the initialisation: repetition r of every grid point with
     #: the same values shares its initial network (common random numbers)
     init_keys: tuple[str, ...] = ()
+    #: scalar outputs copied into the point's parameters (minimum over repetitions)
+    measured_params: tuple[str, ...] = ()
 
     @property
     def grid_keys(self) -> set[str]:

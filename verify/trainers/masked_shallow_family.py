@@ -89,5 +89,6 @@ MASKED_SHALLOW = register(
         grid_sections=("model", "training", "masking"),
         derive=derive,
         init_keys=("m", "kappa"),
+        measured_params=("lambda_min_H0",),
     )
 )
