@@ -12,6 +12,7 @@ a verdict fails when its adjusted p-value is at most the case's ``false_alarm``.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -91,9 +92,13 @@ def point_data(
         for name in case.trainer.measured_params:
             if name in scalars and np.isfinite(scalars[name]).any():
                 params[name] = float(np.nanmin(scalars[name]))
-        out.append(
-            PointData(pt.key, pt.label, params, curves, scalars, cache={"grid_keys": grid_keys})
-        )
+        # repetition r of points with equal init parameters shares its initial network
+        init_group = json.dumps([pt.params.get(k) for k in case.trainer.init_keys], default=str)
+        cache = {
+            "grid_keys": grid_keys,
+            "init_group": init_group if case.trainer.init_keys else None,
+        }
+        out.append(PointData(pt.key, pt.label, params, curves, scalars, cache=cache))
     return out
 
 

@@ -61,6 +61,7 @@ class Context:
     alpha: float
     observe: dict[str, Any] = field(default_factory=dict)
     all_points: list[PointData] = field(default_factory=list)  # incl. out-of-scope comparisons
+    cache: dict[Any, Any] = field(default_factory=dict)
 
     @property
     def n_tested(self) -> int:
@@ -239,6 +240,57 @@ def screened(ctx: Context, v: Verdict, pt: PointData) -> bool:
     return False
 
 
+def rep_offsets(
+    ctx: Context, quantity: str, cfg: Mapping[str, Any], group: str
+) -> np.ndarray | None:
+    """Per-repetition log offsets of the calibration points sharing an initialisation.
+
+    Under common random numbers repetition ``r`` of every point with the same init
+    parameters starts from the same network, so a repetition whose initial kernel is
+    favourable is fast at every such point.  ``o_r`` is the mean over those calibration
+    points of ``log obs_r - log prediction``: the repetition's own offset from the fit.
+    ``None`` when there is no such calibration point or the repetitions do not line up.
+    """
+    key = ("rep_offsets", quantity, group, tuple(sorted(cfg.items())))
+    cache = ctx.cache
+    if key not in cache:
+        cal = ctx.calibration.get(quantity)
+        rows = []
+        for pt in ctx.points:
+            if ctx.roles[pt.key] != "calibration" or pt.cache.get("init_group") != group:
+                continue
+            est = OBSERVERS[quantity](pt, cfg)
+            if est.ok and est.samples.size == pt.curves[cfg["curve"]].shape[0]:
+                rows.append(np.log(est.samples) - math.log(cal.predict(pt.params)))
+        sizes = {r.size for r in rows}
+        cache[key] = np.mean(rows, axis=0) if cal is not None and rows and len(sizes) == 1 else None
+    return cache[key]
+
+
+def paired_log_test(
+    v: Verdict, est: Estimate, pred: Predicted, offsets: np.ndarray, alternative: str
+) -> None:
+    """Held-out test paired with the calibration points' repetitions (common random numbers).
+
+    ``e_r = log obs_r - log predicted - o_r`` removes the variation the held-out point shares
+    with the calibration points through the initialisation; ``z = mean(e) / sqrt(se(e)^2 +
+    se_pred^2)`` with Welch--Satterthwaite degrees of freedom.
+    """
+    e = np.log(est.samples) - math.log(pred.value) - offsets
+    v.observed, v.ci_low, v.ci_high = est.value, est.low, est.high
+    v.predicted, v.allowed = pred.value, pred.limit
+    own = t_estimate(e)
+    a, b = own.se**2, pred.log_se**2
+    if not own.ok or a + b == 0:
+        return
+    dof = (a + b) ** 2 / (a**2 / own.dof + (b**2 / pred.dof if pred.dof > 0 else 0.0))
+    v.p_value = one_sided_p(own.value / math.sqrt(a + b), dof, alternative)
+    v.detail = (
+        f"paired with the calibration points' repetitions (shared initialisations): "
+        f"mean log(observed / predicted) = {own.value:+.3g} +- {own.se:.2g}"
+    )
+
+
 def log_test(v: Verdict, est: Estimate, pred: Predicted, alternative: str) -> None:
     """One-sided test of the observation against a prediction on the log scale."""
     v.observed, v.ci_low, v.ci_high = est.value, est.low, est.high
@@ -310,7 +362,16 @@ def rate_check(ctx: Context, name: str, cfg: Mapping[str, Any]) -> list[Verdict]
             )
             continue
         v.predicted_rate = math.exp(-pred.value)
-        log_test(v, est, pred, "less")
+        group = pt.cache.get("init_group")
+        offsets = (
+            rep_offsets(ctx, "rate", cfg, group)
+            if group is not None and math.isfinite(pred.log_se)
+            else None
+        )
+        if offsets is not None and offsets.size == est.samples.size:
+            paired_log_test(v, est, pred, offsets, "less")
+        else:
+            log_test(v, est, pred, "less")
     return out
 
 
