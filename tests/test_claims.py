@@ -190,7 +190,10 @@ def test_missing_outputs_and_predictions_are_inconclusive_with_a_reason(rng):
 @pytest.mark.parametrize(
     "cfg, message",
     [
-        ({"kind": "scaling", "statistic": "a", "quantity": "b"}, r"required key\(s\) missing: \[.parameter.\]"),
+        (
+            {"kind": "scaling", "statistic": "a", "quantity": "b"},
+            r"required key\(s\) missing: \[.parameter.\]",
+        ),
         ({"kind": "bound", "statistic": "a", "relation": "<"}, "is not one of"),
         ({"kind": "bound", "statistic": "a", "rtol": -1.0}, "out of range"),
         ({"kind": "bound", "statistic": "a", "reduce": "median"}, "is not one of"),
