@@ -24,8 +24,14 @@ import numpy as np
 
 from bounds.ntk import finite_width_gram
 
+from .blocked_kernels import BLOCK, Kernels
+
 #: the exact algorithm and the broken variants used by mutation testing
 VARIANTS = ("exact", "no_averaging", "no_rescaling")
+
+#: keep probability from which a round's first local step reuses the full network's
+#: forward pass (which logs the loss) instead of running the selected copies forward
+REUSE_KEEP = 0.3
 
 #: a repetition whose loss exceeds this multiple of its initial loss has diverged
 DIVERGENCE_FACTOR = 1e6
@@ -62,26 +68,6 @@ def draw_masks(
     return [np.flatnonzero(row) for row in keep]
 
 
-def full_loss(X: np.ndarray, y: np.ndarray, W: np.ndarray, a: np.ndarray, reps: int) -> np.ndarray:
-    """``||y - u||^2`` of the full network for each repetition (W stacked as ``(reps*m, d)``)."""
-    m = W.shape[0] // reps
-    Z = X @ W.T
-    np.maximum(Z, 0.0, out=Z)
-    Z *= a
-    u = Z.reshape(len(X), reps, m).sum(axis=2) / math.sqrt(m)
-    r = u - y[:, None]
-    return np.einsum("ir,ir->r", r, r)
-
-
-def segment_sum(A: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """Column sums of ``A`` over contiguous segments; empty segments give 0."""
-    out = np.zeros((A.shape[0], len(starts)), dtype=A.dtype)
-    nz = lengths > 0
-    if nz.any():
-        out[:, nz] = np.add.reduceat(A, starts[nz], axis=1)
-    return out
-
-
 def train(
     X: np.ndarray,
     y: np.ndarray,
@@ -98,12 +84,14 @@ def train(
     init_rngs: Sequence[np.random.Generator] | None = None,
     dtype: str = "float64",
     variant: str = "exact",
+    block: int = BLOCK,
 ) -> list[RunOutput]:
-    """Train ``len(rngs)`` independent repetitions at one parameter set, vectorised.
+    """Train ``len(rngs)`` independent repetitions at one parameter set.
 
     Each repetition draws its initialisation from ``init_rngs[r]`` (default: ``rngs[r]``)
     and then, round by round, its masks from ``rngs[r]``, in the same order as the plain
-    reference loop in the tests.
+    reference loop in the tests.  ``block`` is the number of neuron copies per cache block
+    (results do not depend on it beyond rounding).
 
     ``variant`` selects a deliberately broken algorithm for mutation testing only
     (:mod:`verify.mutants`): ``no_averaging`` sums the trained copies of a neuron instead
@@ -122,45 +110,47 @@ def train(
     a = np.concatenate([s for _, s in inits]).astype(ftype)
     W0 = W.copy()
     scale = 1.0 / ((1.0 if variant == "no_rescaling" else keep) * math.sqrt(m))
+    inv_sqrt_m = 1.0 / math.sqrt(m)
+    reuse = keep >= REUSE_KEEP
+    kernels = Kernels(X, m, block)
     loss = np.full((rounds + 1, R), np.nan)
-    loss[0] = full_loss(X, y, W, a, R)
     diverged = np.full(R, -1)
-    limit = DIVERGENCE_FACTOR * np.maximum(loss[0], 1e-300)
-    counts = np.empty(R * m, dtype=np.int64)
+    limit = np.full(R, np.inf)
     with np.errstate(over="ignore", invalid="ignore"):
-        for k in range(1, rounds + 1):
-            segs = [
-                r * m + idx
-                for r, rng in enumerate(rngs)
-                for idx in draw_masks(rng, m, xi, p, scheme)
-            ]
-            lengths = np.array([len(s) for s in segs])
-            starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-            idx = np.concatenate(segs)
-            owner = np.repeat(np.arange(len(segs)), lengths)
-            a_sel = a[idx] * ftype.type(scale)
-            W_sel = W[idx]
-            for _ in range(tau):
-                Z = X @ W_sel.T
-                active = Z > 0
-                np.maximum(Z, 0.0, out=Z)
-                Z *= a_sel
-                err = segment_sum(Z, starts, lengths) - y[:, None]
-                D = err[:, owner]
-                D *= active
-                D *= a_sel
-                W_sel -= ftype.type(eta) * (D.T @ X)
-            delta = W_sel - W[idx]
-            total = np.zeros_like(W)
-            np.add.at(total, idx, delta)
-            counts[:] = np.bincount(idx, minlength=R * m)
-            held = counts > 0
-            W[held] += (
-                total[held] if variant == "no_averaging" else total[held] / counts[held, None]
-            )
-            loss[k] = full_loss(X, y, W, a, R)
-            bad = (~np.isfinite(loss[k]) | (loss[k] > limit)) & (diverged < 0)
-            diverged[bad] = k
+        # pass k logs the loss after round k - 1 and trains round k (there is no round
+        # rounds + 1: the last pass only logs)
+        for k in range(1, rounds + 2):
+            training = k <= rounds
+            masks = [draw_masks(rng, m, xi, p, scheme) for rng in rngs] if training else []
+            for r in range(R):
+                W_r, a_r = W[r * m : (r + 1) * m], a[r * m : (r + 1) * m]
+                if diverged[r] >= 0:
+                    continue
+                first = training and reuse
+                coefs = [a_r]
+                if first:
+                    coefs += [_restrict(a_r, idx) for idx in masks[r]]
+                sums = kernels.forward(W_r, coefs, kernels.full_active[:m] if first else None)
+                res = sums[0] * ftype.type(inv_sqrt_m) - y
+                loss[k - 1, r] = float(res @ res)
+                if training:
+                    _train_round(
+                        kernels,
+                        W_r,
+                        a_r,
+                        masks[r],
+                        sums[1:] if first else None,
+                        y=y,
+                        eta=eta,
+                        scale=scale,
+                        tau=tau,
+                        variant=variant,
+                    )
+            if k == 1:
+                limit = DIVERGENCE_FACTOR * np.maximum(loss[0], 1e-300)
+            else:
+                bad = (~np.isfinite(loss[k - 1]) | (loss[k - 1] > limit)) & (diverged < 0)
+                diverged[bad] = k - 1
     outputs = []
     for r in range(R):
         curve = loss[:, r].copy()
@@ -180,6 +170,61 @@ def train(
             )
         )
     return outputs
+
+
+def _restrict(a: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """The coefficients ``a`` on the neurons ``idx`` and 0 elsewhere."""
+    out = np.zeros_like(a)
+    out[idx] = a[idx]
+    return out
+
+
+def _train_round(
+    kernels: Kernels,
+    W: np.ndarray,
+    a: np.ndarray,
+    masks: Sequence[np.ndarray],
+    first_sums: np.ndarray | None,
+    *,
+    y: np.ndarray,
+    eta: float,
+    scale: float,
+    tau: int,
+    variant: str,
+) -> None:
+    """One round of one repetition, in place on its weights ``W`` (``m x d``).
+
+    Every surrogate's selected copies are gathered, trained for tau steps and then
+    averaged back per neuron.  ``first_sums[l]`` is surrogate l's raw ReLU sum at the
+    round's start when the full network's forward pass has already computed it (the
+    activity pattern of all m neurons is then in ``kernels.full_active``); otherwise the
+    copies are first run forward themselves.
+    """
+    total = np.zeros_like(W)
+    count = np.zeros(W.shape[0])
+    for l, idx in enumerate(masks):
+        if len(idx) == 0:
+            continue
+        W_l = W[idx]
+        a_l = a[idx]
+        rate = (eta * scale) * a_l
+        active = kernels.active[: len(idx)]
+        if first_sums is not None:
+            np.take(kernels.full_active, idx, axis=0, out=active)
+            sums = first_sums[l]
+        else:
+            sums = kernels.forward(W_l, [a_l], active)[0]
+        for t in range(tau):
+            err = scale * sums - y
+            sums = kernels.step(W_l, a_l, rate, err, active, forward_next=t < tau - 1)
+        W_l -= W[idx]
+        total[idx] += W_l
+        count[idx] += 1.0
+    held = count > 0
+    if variant == "no_averaging":
+        W[held] += total[held]
+    else:
+        W[held] += total[held] / count[held, None]
 
 
 def _lambda_min(X: np.ndarray, W: np.ndarray) -> float:

@@ -1,0 +1,118 @@
+"""Cache-blocked passes of the masked-surrogate trainer over neuron copies.
+
+A set of neuron copies is a ``(rows, d)`` weight matrix ``W`` with output coefficients
+``a``.  Its pre-activations ``Z = W X^T`` (``rows x n``, copies by samples) are never held
+whole: they are produced :data:`BLOCK` rows at a time into preallocated buffers that stay
+in the L2 cache, and every pass over a block happens while it is there.
+
+* Forward: ``Z_b = W_b X^T`` (one matmul), ``|Z_b|`` (one elementwise pass) and the ReLU
+  sums ``sum_r c_r relu(z_r) = (c @ Z_b + c @ |Z_b|) / 2`` as matrix-vector products, one per
+  coefficient vector ``c``.  ReLU, coefficients and the sum over copies are thereby fused
+  into BLAS calls; ``np.maximum`` (which checks for NaN element by element) is avoided.
+  The activity pattern ``Z_b > 0`` is kept as a boolean ``rows x n`` array, 1/8 of the
+  memory of the pre-activations.
+* Backward: the gradient of ``1/2 ||y - s u||^2`` (``u`` the surrogate's raw ReLU sum,
+  ``s`` its output scale) with respect to a copy's weight is
+  ``s a_r sum_i err_i 1[z_ri > 0] x_i``, i.e. for a block ``(1[Z_b > 0] @ E) * (s a)`` with
+  ``E = err[:, None] * X`` (``n x d``, shared by all copies of a surrogate).  No
+  ``n x rows`` error matrix is formed.
+
+All copies passed to :meth:`Kernels.step` belong to one surrogate (one error vector);
+surrogates are independent during their local steps, so they are trained one after the
+other, each for all of its tau steps, with the buffers reused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+#: copies per block: a ``BLOCK x n`` float64 buffer is 256 KiB at n = 64, so the
+#: pre-activations, their absolute values and the 0/1 activity of a block fit in L2
+BLOCK = 512
+
+
+class Kernels:
+    """Preallocated block buffers and the blocked forward and backward passes.
+
+    ``max_rows`` bounds the number of copies of one call (the width m is enough: a
+    surrogate holds at most m neurons).
+    """
+
+    def __init__(self, X: np.ndarray, max_rows: int, block: int = BLOCK) -> None:
+        n, d = X.shape
+        self.X = X
+        self.XT = np.ascontiguousarray(X.T)
+        self.block = max(1, int(block))
+        rows = min(self.block, max(1, max_rows))
+        self.Z = np.empty((rows, n), dtype=X.dtype)
+        self.A = np.empty((rows, n), dtype=X.dtype)
+        self.G = np.empty((rows, n), dtype=X.dtype)
+        self.GE = np.empty((rows, d), dtype=X.dtype)
+        #: activity pattern of the surrogate being trained, and of a whole repetition
+        self.active = np.empty((max(1, max_rows), n), dtype=bool)
+        self.full_active = np.empty((max(1, max_rows), n), dtype=bool)
+
+    def forward(
+        self,
+        W: np.ndarray,
+        coefs: Sequence[np.ndarray],
+        active: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """``sum_r c_r relu(w_r . x_i)`` for every coefficient vector c, shape ``(len, n)``.
+
+        When ``active`` is given, ``active[r, i] = w_r . x_i > 0`` is stored in it.
+        """
+        rows = W.shape[0]
+        sums = np.zeros((len(coefs), self.X.shape[0]), dtype=self.X.dtype)
+        for lo in range(0, rows, self.block):
+            hi = min(lo + self.block, rows)
+            Z, A = self.Z[: hi - lo], self.A[: hi - lo]
+            np.matmul(W[lo:hi], self.XT, out=Z)
+            if active is not None:
+                np.greater(Z, 0.0, out=active[lo:hi])
+            np.abs(Z, out=A)
+            for j, c in enumerate(coefs):
+                sums[j] += c[lo:hi] @ Z
+                sums[j] += c[lo:hi] @ A
+        sums *= 0.5
+        return sums
+
+    def step(
+        self,
+        W: np.ndarray,
+        a: np.ndarray,
+        rate: np.ndarray,
+        err: np.ndarray,
+        active: np.ndarray,
+        forward_next: bool,
+    ) -> np.ndarray | None:
+        """One gradient step, in place, on the copies ``W`` of one surrogate.
+
+        ``rate[r] = eta * s * a_r`` (``s`` the surrogate's output scale), ``err`` its output
+        error at the current weights and ``active`` their activity pattern.  With
+        ``forward_next`` each block is also run forward at its new weights while it is in
+        cache: ``active`` is overwritten and the new raw ReLU sum ``sum_r a_r relu(z_r)`` is
+        returned.
+        """
+        rows = W.shape[0]
+        E = err[:, None] * self.X
+        sums = np.zeros(self.X.shape[0], dtype=self.X.dtype) if forward_next else None
+        for lo in range(0, rows, self.block):
+            hi = min(lo + self.block, rows)
+            G, GE = self.G[: hi - lo], self.GE[: hi - lo]
+            np.copyto(G, active[lo:hi])
+            np.matmul(G, E, out=GE)
+            GE *= rate[lo:hi, None]
+            W[lo:hi] -= GE
+            if sums is not None:
+                Z, A = self.Z[: hi - lo], self.A[: hi - lo]
+                np.matmul(W[lo:hi], self.XT, out=Z)
+                np.greater(Z, 0.0, out=active[lo:hi])
+                np.abs(Z, out=A)
+                sums += a[lo:hi] @ Z
+                sums += a[lo:hi] @ A
+        if sums is not None:
+            sums *= 0.5
+        return sums
