@@ -165,3 +165,21 @@ def test_mutate_catches_every_wrong_bound(smoke_run):
     assert [r.mutant.name for r in results] == bound_mutants
     missed = [r.mutant.name for r in results if not r.caught]
     assert not missed, missed
+
+
+def test_a_tail_still_falling_is_not_taken_for_the_floor(rng):
+    """Floor, rate and trend verdicts need a settled tail: a loss still decaying through
+    the tail window is 'floor not reached' (inconclusive), a noisy stationary one is not."""
+    from verify.checks.convergence import OBSERVE, observe_floor, unsettled
+    from verify.checks.verdict import PointData
+
+    cfg = {k: s.default for k, s in OBSERVE.items()}
+    k = np.arange(301)
+    noise = 1 + 0.3 * rng.standard_normal((4, 301))
+    falling = PointData("a", "a", {}, {"loss": 10 * np.exp(-k / 150) + 0.1 * noise}, {})
+    settled = PointData("b", "b", {}, {"loss": 10 * np.exp(-k / 10) + 0.1 * noise}, {})
+    to_zero = PointData("c", "c", {}, {"loss": np.tile(10 * np.exp(-k / 15), (4, 1))}, {})
+    assert "floor not reached" in unsettled(falling, cfg)
+    assert not np.isfinite(observe_floor(falling, cfg).value)
+    assert unsettled(settled, cfg) == "" and np.isfinite(observe_floor(settled, cfg).value)
+    assert unsettled(to_zero, cfg) == ""  # below floor_atol: converging to zero is settled

@@ -173,6 +173,8 @@ def _observation_config(case: Case) -> dict[str, dict[str, Any]]:
         for quantity in cfg:
             cfg[quantity]["tail"] = floor_cfg["tail"]
             cfg[quantity]["batches"] = floor_cfg["batches"]
+            cfg[quantity]["max_drift"] = floor_cfg["max_drift"]
+            cfg[quantity]["floor_atol"] = floor_cfg["floor_atol"]
     return cfg
 
 

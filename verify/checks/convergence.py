@@ -43,6 +43,7 @@ OBSERVE = {
     "floor_atol": positive_float(1e-3),
     "blocks": positive_int(10, maximum=10_000),
     "min_window": positive_int(5, maximum=100_000),
+    "max_drift": Spec(float, 0.1, lambda v: 0 < v < 1, "number in (0, 1)"),
 }
 
 
@@ -69,12 +70,53 @@ class Context:
 
 
 # --------------------------------------------------------------------------- observations
+#: one-sided level of the test that the tail is still falling (floor not reached)
+DRIFT_LEVEL = 0.05
+
+
+def unsettled(pt: PointData, cfg: Mapping[str, Any]) -> str:
+    """Why the tail window has not reached the floor ('' if it has).
+
+    Per repetition the drift ``1 - mean(second half of the tail) / mean(first half)``; the
+    floor is not reached when the mean drift is significantly above ``max_drift`` (one-sided
+    t-test at :data:`DRIFT_LEVEL`) and the tail is above ``floor_atol`` (a loss converging
+    to zero always falls).  A still-falling tail overstates the floor, so floor, rate and
+    trend verdicts there would be artefacts of the run length.
+    """
+    key = ("unsettled", cfg["curve"], cfg["tail"], cfg["max_drift"], cfg["floor_atol"])
+    if key not in pt.cache:
+        curves = pt.curves[cfg["curve"]]
+        tail = min(cfg["tail"], curves.shape[1] - 1)
+        half = tail // 2
+        pt.cache[key] = ""
+        if half >= 1 and np.isfinite(curves[:, -tail:]).all():
+            first = curves[:, -tail : -tail + half].mean(axis=1)
+            second = curves[:, -half:].mean(axis=1)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                drift = np.where(first > 0, 1.0 - second / first, 0.0)
+            est = t_estimate(drift)
+            p = (
+                one_sided_p((est.value - cfg["max_drift"]) / est.se, est.dof, "greater")
+                if est.ok and est.se > 0
+                else float(not est.value > cfg["max_drift"])
+            )
+            if p < DRIFT_LEVEL and second.mean() > cfg["floor_atol"]:
+                pt.cache[key] = (
+                    f"floor not reached: the loss still falls by {est.value:.0%} (CI "
+                    f"{est.low:.0%} to {est.high:.0%}) between the halves of the last {tail} rounds "
+                    f"(> max_drift = {cfg['max_drift']:.0%}); run more rounds"
+                )
+    return pt.cache[key]
+
+
 def observe_floor(pt: PointData, cfg: Mapping[str, Any]) -> Estimate:
-    key = ("floor", cfg["curve"], cfg["tail"], cfg["batches"])
+    key = ("floor", cfg["curve"], cfg["tail"], cfg["batches"], cfg["max_drift"])
     if key not in pt.cache:
         curves = pt.curves[cfg["curve"]]
         tail = min(cfg["tail"], curves.shape[1] - 1)
         if tail < cfg["batches"] or not np.isfinite(curves[:, -tail:]).all():
+            pt.cache[key] = NAN_ESTIMATE
+        elif unsettled(pt, cfg):
             pt.cache[key] = NAN_ESTIMATE
         else:
             pt.cache[key] = t_estimate(batch_means(curves, tail, cfg["batches"]))
@@ -109,7 +151,14 @@ def fit_decay(curve: np.ndarray, floor: float, fraction: float) -> tuple[float, 
 
 
 def observe_decay(pt: PointData, cfg: Mapping[str, Any]) -> Estimate:
-    key = ("decay", cfg["curve"], cfg["tail"], cfg["fit_fraction"], cfg["min_window"])
+    key = (
+        "decay",
+        cfg["curve"],
+        cfg["tail"],
+        cfg["fit_fraction"],
+        cfg["min_window"],
+        cfg["max_drift"],
+    )
     if key not in pt.cache:
         curves = pt.curves[cfg["curve"]]
         floor = observe_floor(pt, cfg).value
@@ -141,7 +190,7 @@ def observe_envelope_decay(pt: PointData, cfg: Mapping[str, Any]) -> Estimate:
     normalised floor ``b`` (closer to the floor the excess is dominated by noise): the
     theorem's worst-case rate constant, as opposed to the (faster) early-phase rate.
     """
-    key = ("envelope_decay", cfg["curve"], cfg["tail"])
+    key = ("envelope_decay", cfg["curve"], cfg["tail"], cfg["max_drift"])
     if key not in pt.cache:
         curves = pt.curves[cfg["curve"]]
         floor = observe_floor(pt, cfg).value
@@ -328,7 +377,11 @@ def floor_check(ctx: Context, name: str, cfg: Mapping[str, Any]) -> list[Verdict
         est = observe_floor(pt, cfg)
         pred = predicted(ctx, "floor", pt.params)
         if isinstance(pred, str) or not est.ok:
-            v.detail = pred if isinstance(pred, str) else "too few tail samples for a CI"
+            v.detail = (
+                pred
+                if isinstance(pred, str)
+                else unsettled(pt, cfg) or "too few tail samples for a CI"
+            )
             continue
         v.predicted_floor = pred.value
         if pred.value == 0.0:  # no masking noise: the loss must vanish (to floor_atol)
@@ -356,7 +409,8 @@ def rate_check(ctx: Context, name: str, cfg: Mapping[str, Any]) -> list[Verdict]
             v.detail = (
                 pred
                 if isinstance(pred, str)
-                else "no linear phase to fit: the floor is not far below the fit window, a "
+                else unsettled(pt, cfg)
+                or "no linear phase to fit: the floor is not far below the fit window, a "
                 "repetition never reached it, or it lasts fewer than min_window = "
                 f"{cfg['min_window']} rounds"
             )
@@ -452,9 +506,36 @@ def trend_check(ctx: Context, name: str, cfg: Mapping[str, Any]) -> list[Verdict
                 continue
             fixed = {k: v for k, v in grid_params(pt).items() if k != trend.parameter}
             groups[" ".join(f"{k}={v}" for k, v in sorted(fixed.items()))].append(pt)
-        for label, members in sorted(groups.items()):
-            values = {pt.params[trend.parameter] for pt in members}
-            if len(values) < 2:
+        for label, group in sorted(groups.items()):
+            if len({pt.params[trend.parameter] for pt in group}) < 2:
+                continue
+            members = [pt for pt in group if not unsettled(pt, cfg)]
+            dropped = sorted(str(pt.params[trend.parameter]) for pt in group if unsettled(pt, cfg))
+            note = (
+                f"; excluded (floor not reached within the run): {trend.parameter} = "
+                f"{', '.join(dropped)}"
+                if dropped
+                else ""
+            )
+            if len({pt.params[trend.parameter] for pt in members}) < 2:
+                first = group[0]
+                out.append(
+                    Verdict(
+                        case=ctx.case,
+                        bound=ctx.bound.id,
+                        check=name,
+                        kind="trend",
+                        point_key=f"{trend.quantity}~{trend.parameter}|{label}",
+                        label=f"{trend.quantity} {trend.direction} in {trend.parameter} at {label}",
+                        params={
+                            k: v for k, v in grid_params(first).items() if k != trend.parameter
+                        },
+                        role="test",
+                        status=INCONCLUSIVE,
+                        quantity="slope",
+                        detail=f"fewer than two settled values of {trend.parameter}{note}",
+                    )
+                )
                 continue
             xs, ys = [], []
             for pt in members:
@@ -480,7 +561,7 @@ def trend_check(ctx: Context, name: str, cfg: Mapping[str, Any]) -> list[Verdict
                 allowed=0.0,
                 detail=f"claim: {trend.direction} in {trend.parameter} ({trend.note}); "
                 f"slope of log {trend.quantity} vs "
-                f"{'encoded ' if trend.order else 'log '}{trend.parameter}",
+                f"{'encoded ' if trend.order else 'log '}{trend.parameter}{note}",
             )
             if math.isfinite(se) and se > 0:
                 alt = "greater" if trend.direction == "nonincreasing" else "less"
