@@ -33,6 +33,15 @@ VARIANTS = ("exact", "no_averaging", "no_rescaling")
 #: forward pass (which logs the loss) instead of running the selected copies forward
 REUSE_KEEP = 0.3
 
+#: with disjoint masks (p = 1, or a partition) and a keep probability below this, the
+#: full network's output is updated from the selected neurons' change instead of being
+#: recomputed over all m neurons every round
+INCREMENTAL_KEEP = 0.6
+
+#: rounds between full recomputations of a tracked network output (bounds the drift of
+#: the running sum to a few roundings)
+RESYNC = 16
+
 #: a repetition whose loss exceeds this multiple of its initial loss has diverged
 DIVERGENCE_FACTOR = 1e6
 
@@ -110,31 +119,35 @@ def train(
     a = np.concatenate([s for _, s in inits]).astype(ftype)
     W0 = W.copy()
     scale = 1.0 / ((1.0 if variant == "no_rescaling" else keep) * math.sqrt(m))
-    inv_sqrt_m = 1.0 / math.sqrt(m)
-    reuse = keep >= REUSE_KEEP
+    root_m = ftype.type(1.0 / math.sqrt(m))
+    disjoint = p == 1 or scheme == "partition"
+    incremental = disjoint and keep < INCREMENTAL_KEEP
+    reuse = not incremental and keep >= REUSE_KEEP
     kernels = Kernels(X, m, block)
     loss = np.full((rounds + 1, R), np.nan)
+    #: each repetition's raw network output ``sum_r a_r relu(w_r.x_i)``, when tracked
+    outputs_raw: list[np.ndarray | None] = [None] * R
     diverged = np.full(R, -1)
     limit = np.full(R, np.inf)
     with np.errstate(over="ignore", invalid="ignore"):
-        # pass k logs the loss after round k - 1 and trains round k (there is no round
-        # rounds + 1: the last pass only logs)
+        # pass k logs the loss after round k - 1 and trains round k (the last pass only logs)
         for k in range(1, rounds + 2):
             training = k <= rounds
             masks = [draw_masks(rng, m, xi, p, scheme) for rng in rngs] if training else []
             for r in range(R):
-                W_r, a_r = W[r * m : (r + 1) * m], a[r * m : (r + 1) * m]
                 if diverged[r] >= 0:
                     continue
+                W_r, a_r = W[r * m : (r + 1) * m], a[r * m : (r + 1) * m]
                 first = training and reuse
-                coefs = [a_r]
-                if first:
-                    coefs += [_restrict(a_r, idx) for idx in masks[r]]
-                sums = kernels.forward(W_r, coefs, kernels.full_active[:m] if first else None)
-                res = sums[0] * ftype.type(inv_sqrt_m) - y
+                if outputs_raw[r] is None or (k - 1) % RESYNC == 0:
+                    coefs = [a_r] + ([_restrict(a_r, idx) for idx in masks[r]] if first else [])
+                    sums = kernels.forward(W_r, coefs, kernels.full_active[:m] if first else None)
+                    outputs_raw[r] = sums[0].astype(np.float64)
+                raw = outputs_raw[r]
+                res = (raw * root_m).astype(ftype) - y
                 loss[k - 1, r] = float(res @ res)
                 if training:
-                    _train_round(
+                    change = _train_round(
                         kernels,
                         W_r,
                         a_r,
@@ -145,7 +158,10 @@ def train(
                         scale=scale,
                         tau=tau,
                         variant=variant,
+                        disjoint=disjoint,
+                        track=incremental,
                     )
+                    outputs_raw[r] = None if change is None else raw + change
             if k == 1:
                 limit = DIVERGENCE_FACTOR * np.maximum(loss[0], 1e-300)
             else:
@@ -191,7 +207,9 @@ def _train_round(
     scale: float,
     tau: int,
     variant: str,
-) -> None:
+    disjoint: bool,
+    track: bool,
+) -> np.ndarray | None:
     """One round of one repetition, in place on its weights ``W`` (``m x d``).
 
     Every surrogate's selected copies are gathered, trained for tau steps and then
@@ -199,14 +217,22 @@ def _train_round(
     round's start when the full network's forward pass has already computed it (the
     activity pattern of all m neurons is then in ``kernels.full_active``); otherwise the
     copies are first run forward themselves.
+
+    ``disjoint`` says that no neuron is in two surrogates (p = 1, or a partition): each
+    selected neuron then simply takes its trained copy's weight.  With ``track`` (only for
+    disjoint masks) the last step also runs the copies forward at their final weights, and
+    the change of the network's raw output ``sum_r a_r relu(w_r.x)`` is returned.
     """
-    total = np.zeros_like(W)
-    count = np.zeros(W.shape[0])
+    change = np.zeros(len(y)) if track else None
+    total = count = None
+    if not disjoint:
+        total = np.zeros_like(W)
+        count = np.zeros(W.shape[0])
     for l, idx in enumerate(masks):
         if len(idx) == 0:
             continue
-        W_l = W[idx]
-        a_l = a[idx]
+        W_l = np.take(W, idx, axis=0)
+        a_l = np.take(a, idx)
         rate = (eta * scale) * a_l
         active = kernels.active[: len(idx)]
         if first_sums is not None:
@@ -214,17 +240,27 @@ def _train_round(
             sums = first_sums[l]
         else:
             sums = kernels.forward(W_l, [a_l], active)[0]
+        start = sums
         for t in range(tau):
             err = scale * sums - y
-            sums = kernels.step(W_l, a_l, rate, err, active, forward_next=t < tau - 1)
-        W_l -= W[idx]
-        total[idx] += W_l
-        count[idx] += 1.0
-    held = count > 0
-    if variant == "no_averaging":
-        W[held] += total[held]
-    else:
-        W[held] += total[held] / count[held, None]
+            sums = kernels.step(W_l, a_l, rate, err, active, forward_next=t < tau - 1 or track)
+        if change is not None:
+            change += sums.astype(np.float64) - start
+        if disjoint:
+            W[idx] = W_l
+        else:
+            W_l -= np.take(W, idx, axis=0)
+            W_l += np.take(total, idx, axis=0)
+            total[idx] = W_l
+            count[idx] += 1.0
+    if total is not None and count is not None:
+        held = np.flatnonzero(count)
+        update = np.take(total, held, axis=0)
+        if variant != "no_averaging":
+            update /= count[held, None]
+        update += np.take(W, held, axis=0)
+        W[held] = update
+    return change
 
 
 def _lambda_min(X: np.ndarray, W: np.ndarray) -> float:
