@@ -6,9 +6,11 @@ whole: they are produced :data:`BLOCK` rows at a time into preallocated buffers 
 in the L2 cache, and every pass over a block happens while it is there.
 
 * Forward: ``Z_b = W_b X^T`` (one matmul), ``|Z_b|`` (one elementwise pass) and the ReLU
-  sums ``sum_r c_r relu(z_r) = (c @ Z_b + c @ |Z_b|) / 2`` as matrix-vector products, one per
-  coefficient vector ``c``.  ReLU, coefficients and the sum over copies are thereby fused
-  into BLAS calls; ``np.maximum`` (which checks for NaN element by element) is avoided.
+  sums ``sum_r c_r relu(z_r) = (sum_r c_r z_r + sum_r c_r |z_r|) / 2``: the second term is a
+  matrix-vector product ``c @ |Z_b|`` per coefficient vector ``c``, the first needs no
+  pre-activations at all, ``X (W^T c)``.  ReLU, coefficients and the sum over copies are
+  thereby fused into BLAS calls; ``np.maximum`` (which checks for NaN element by element)
+  is avoided.
   The activity pattern ``Z_b > 0`` is kept as a boolean ``rows x n`` array, 1/8 of the
   memory of the pre-activations.
 * Backward: the gradient of ``1/2 ||y - s u||^2`` (``u`` the surrogate's raw ReLU sum,
@@ -74,8 +76,9 @@ class Kernels:
                 np.greater(Z, 0.0, out=active[lo:hi])
             np.abs(Z, out=A)
             for j, c in enumerate(coefs):
-                sums[j] += c[lo:hi] @ Z
                 sums[j] += c[lo:hi] @ A
+        for j, c in enumerate(coefs):
+            sums[j] += self.X @ (c @ W)
         sums *= 0.5
         return sums
 
@@ -111,8 +114,8 @@ class Kernels:
                 np.matmul(W[lo:hi], self.XT, out=Z)
                 np.greater(Z, 0.0, out=active[lo:hi])
                 np.abs(Z, out=A)
-                sums += a[lo:hi] @ Z
                 sums += a[lo:hi] @ A
         if sums is not None:
+            sums += self.X @ (a @ W)
             sums *= 0.5
         return sums
