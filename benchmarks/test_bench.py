@@ -378,11 +378,6 @@ def test_gemm_rate(benchmark: BenchmarkFixture, gemm: dict[str, float]) -> None:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="measured 0.87x (geometric mean): at xi = 1 the concatenated n x K temporaries make "
-    "the local step memory-bound; the performance issue is open",
-)
 def test_trainer_beats_numpy_loop(
     benchmark: BenchmarkFixture,
     setting: Setting,

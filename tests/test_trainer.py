@@ -1,5 +1,7 @@
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import stats
 
 from verify.data import sphere
@@ -95,3 +97,96 @@ def test_float32_option_tracks_float64(global_seed):
     a = train(X, y, rngs=[np.random.default_rng(3)], **kw)[0].curves["loss"]
     b = train(X, y, rngs=[np.random.default_rng(3)], dtype="float32", **kw)[0].curves["loss"]
     np.testing.assert_allclose(a, b, rtol=1e-3)
+
+
+def _variant_reference(X, y, *, m, kappa, eta, rounds, xi, p, tau, scheme, seed, variant):
+    """The plain loop of ``reference_loop`` with the mutation-testing variants."""
+    from verify.trainers.masked_shallow import init_weights
+
+    keep = 1.0 / p if scheme == "partition" else xi
+    out_scale = 1.0 if variant == "no_rescaling" else keep
+    rng = np.random.default_rng(seed)
+    W, a = init_weights(rng, m, X.shape[1], kappa)
+    curve = [float(np.sum((y - np.maximum(X @ W.T, 0) @ a / np.sqrt(m)) ** 2))]
+    for _ in range(rounds):
+        total, count = np.zeros_like(W), np.zeros(m)
+        for idx in draw_masks(rng, m, xi, p, scheme):
+            mask = np.zeros(m)
+            mask[idx] = 1.0
+            Wl = W.copy()
+            for _ in range(tau):
+                Z = X @ Wl.T
+                u = (np.maximum(Z, 0) * mask * a).sum(axis=1) / (out_scale * np.sqrt(m))
+                grad = (((u - y)[:, None] * (Z > 0) * mask * a).T @ X) / (out_scale * np.sqrt(m))
+                Wl = Wl - eta * grad
+            total += (Wl - W) * mask[:, None]
+            count += mask
+        held = count > 0
+        W = W.copy()
+        W[held] += total[held] / (1.0 if variant == "no_averaging" else count[held, None])
+        curve.append(float(np.sum((y - np.maximum(X @ W.T, 0) @ a / np.sqrt(m)) ** 2)))
+    return np.array(curve)
+
+
+@pytest.mark.parametrize("variant", ["exact", "no_averaging", "no_rescaling"])
+@pytest.mark.parametrize("xi,p,scheme", [(0.4, 3, "bernoulli"), (0.3, 1, "bernoulli")])
+def test_variants_match_their_plain_loop(variant, xi, p, scheme, global_seed):
+    X, y = sphere(6, 3, np.random.default_rng(global_seed))
+    kw = dict(m=30, kappa=1.0, eta=0.02, rounds=4, xi=xi, p=p, tau=2, scheme=scheme)
+    out = train(X, y, rngs=[np.random.default_rng(global_seed + 3)], variant=variant, **kw)
+    ref = _variant_reference(X, y, seed=global_seed + 3, variant=variant, **kw)
+    np.testing.assert_allclose(out[0].curves["loss"], ref, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "xi,p,tau,scheme",
+    [(0.3, 1, 2, "bernoulli"), (0.5, 3, 1, "partition"), (0.7, 2, 3, "bernoulli")],
+)
+def test_long_runs_match_reference_loop(xi, p, tau, scheme, global_seed):
+    """Beyond the periodic full recomputation of a tracked network output (RESYNC rounds)."""
+    from verify.trainers.masked_shallow import RESYNC
+
+    X, y = sphere(10, 4, np.random.default_rng(global_seed))
+    kw = dict(m=60, kappa=1.0, eta=0.1, rounds=2 * RESYNC + 3, xi=xi, p=p, tau=tau, scheme=scheme)
+    out = train(X, y, rngs=[np.random.default_rng(global_seed + 5)], **kw)
+    ref = reference_train(X, y, seeds=[global_seed + 5], **kw)
+    np.testing.assert_allclose(out[0].curves["loss"], ref[0], rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("xi,p,tau", [(0.25, 1, 3), (0.5, 3, 2), (1.0, 2, 1)])
+def test_blocking_and_strategy_do_not_change_results(xi, p, tau, monkeypatch, global_seed):
+    """Block size, reuse of the loss pass and output tracking only change the rounding."""
+    from verify.trainers import masked_shallow
+
+    X, y = sphere(12, 5, np.random.default_rng(global_seed))
+    kw = dict(m=230, kappa=1.0, eta=0.05, rounds=20, xi=xi, p=p, tau=tau)
+
+    def curves(**extra):
+        outs = train(X, y, rngs=[np.random.default_rng(s) for s in (1, 2)], **kw, **extra)
+        return np.stack([o.curves["loss"] for o in outs])
+
+    expected = curves(block=10**6)
+    for block in (1, 7, 64):
+        np.testing.assert_allclose(curves(block=block), expected, rtol=1e-12)
+    for reuse, incremental in ((0.0, 0.0), (2.0, 0.0), (2.0, 2.0)):
+        monkeypatch.setattr(masked_shallow, "REUSE_KEEP", reuse)
+        monkeypatch.setattr(masked_shallow, "INCREMENTAL_KEEP", incremental)
+        np.testing.assert_allclose(curves(), expected, rtol=1e-12)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    m=st.integers(1, 40),
+    xi=st.sampled_from([0.1, 0.3, 0.5, 0.8, 1.0]),
+    p=st.integers(1, 4),
+    tau=st.integers(1, 3),
+    scheme=st.sampled_from(["bernoulli", "partition"]),
+    block=st.integers(1, 50),
+    seed=st.integers(0, 2**16),
+)
+def test_random_settings_match_reference_loop(m, xi, p, tau, scheme, block, seed):
+    X, y = sphere(5, 3, np.random.default_rng(seed))
+    kw = dict(m=m, kappa=1.0, eta=0.05, rounds=3, xi=xi, p=p, tau=tau, scheme=scheme)
+    out = train(X, y, rngs=[np.random.default_rng(seed + 1)], block=block, **kw)
+    ref = reference_train(X, y, seeds=[seed + 1], **kw)
+    np.testing.assert_allclose(out[0].curves["loss"], ref[0], rtol=1e-10, atol=1e-12)
