@@ -38,8 +38,7 @@ BLOCK = 512
 class Kernels:
     """Preallocated block buffers and the blocked forward and backward passes.
 
-    ``max_rows`` bounds the number of copies of one call (the width m is enough: a
-    surrogate holds at most m neurons).
+    ``max_rows`` bounds the number of rows of one call (no buffer is larger than needed).
     """
 
     def __init__(self, X: np.ndarray, max_rows: int, block: int = BLOCK) -> None:
@@ -52,9 +51,6 @@ class Kernels:
         self.A = np.empty((rows, n), dtype=X.dtype)
         self.G = np.empty((rows, n), dtype=X.dtype)
         self.GE = np.empty((rows, d), dtype=X.dtype)
-        #: activity pattern of the surrogate being trained, and of a whole repetition
-        self.active = np.empty((max(1, max_rows), n), dtype=bool)
-        self.full_active = np.empty((max(1, max_rows), n), dtype=bool)
 
     def forward(
         self,
@@ -82,31 +78,75 @@ class Kernels:
         sums *= 0.5
         return sums
 
-    def step(
+    def plan(
+        self, starts: np.ndarray, rows: int
+    ) -> list[tuple[int, int, list[tuple[int, int, int]]]]:
+        """Blocks of a batch of segments: ``(lo, hi, [(segment, plo, phi), ...])``.
+
+        Segment l holds rows ``starts[l]:starts[l + 1]`` (``starts[-1] == rows``); each
+        block lists the pieces of the segments it intersects, in block coordinates.
+        """
+        blocks = []
+        for lo in range(0, rows, self.block):
+            hi = min(lo + self.block, rows)
+            first = int(np.searchsorted(starts, lo, side="right")) - 1
+            last = int(np.searchsorted(starts, hi, side="left"))
+            pieces = []
+            for seg in range(first, last):
+                plo, phi = max(starts[seg], lo), min(starts[seg + 1], hi)
+                if phi > plo:
+                    pieces.append((seg, int(plo - lo), int(phi - lo)))
+            blocks.append((lo, hi, pieces))
+        return blocks
+
+    def segment_forward(
+        self,
+        W: np.ndarray,
+        a: np.ndarray,
+        starts: np.ndarray,
+        blocks: list[tuple[int, int, list[tuple[int, int, int]]]],
+        active: np.ndarray,
+    ) -> np.ndarray:
+        """Raw ReLU sum ``sum_{r in l} a_r relu(w_r . x_i)`` of every segment, ``(S, n)``.
+
+        ``active`` receives the activity pattern of all rows.
+        """
+        sums = self._linear_sums(W, a, starts)
+        for lo, hi, pieces in blocks:
+            Z, A = self.Z[: hi - lo], self.A[: hi - lo]
+            np.matmul(W[lo:hi], self.XT, out=Z)
+            np.greater(Z, 0.0, out=active[lo:hi])
+            np.abs(Z, out=A)
+            for seg, plo, phi in pieces:
+                sums[seg] += a[lo + plo : lo + phi] @ A[plo:phi]
+        sums *= 0.5
+        return sums
+
+    def segment_step(
         self,
         W: np.ndarray,
         a: np.ndarray,
         rate: np.ndarray,
         err: np.ndarray,
+        starts: np.ndarray,
+        blocks: list[tuple[int, int, list[tuple[int, int, int]]]],
         active: np.ndarray,
         forward_next: bool,
     ) -> np.ndarray | None:
-        """One gradient step, in place, on the copies ``W`` of one surrogate.
+        """One gradient step, in place, on a batch of surrogates' copies ``W``.
 
-        ``rate[r] = eta * s * a_r`` (``s`` the surrogate's output scale), ``err`` its output
-        error at the current weights and ``active`` their activity pattern.  With
+        ``err[l]`` is segment l's output error at the current weights, ``rate[r] = eta * s
+        * a_r`` (``s`` the output scale) and ``active`` the rows' activity pattern.  With
         ``forward_next`` each block is also run forward at its new weights while it is in
-        cache: ``active`` is overwritten and the new raw ReLU sum ``sum_r a_r relu(z_r)`` is
-        returned.
+        cache: ``active`` is overwritten and the segments' new raw ReLU sums are returned.
         """
-        rows = W.shape[0]
-        E = err[:, None] * self.X
-        sums = np.zeros(self.X.shape[0], dtype=self.X.dtype) if forward_next else None
-        for lo in range(0, rows, self.block):
-            hi = min(lo + self.block, rows)
+        E = err[:, :, None] * self.X
+        sums = np.zeros_like(err) if forward_next else None
+        for lo, hi, pieces in blocks:
             G, GE = self.G[: hi - lo], self.GE[: hi - lo]
             np.copyto(G, active[lo:hi])
-            np.matmul(G, E, out=GE)
+            for seg, plo, phi in pieces:
+                np.matmul(G[plo:phi], E[seg], out=GE[plo:phi])
             GE *= rate[lo:hi, None]
             W[lo:hi] -= GE
             if sums is not None:
@@ -114,8 +154,13 @@ class Kernels:
                 np.matmul(W[lo:hi], self.XT, out=Z)
                 np.greater(Z, 0.0, out=active[lo:hi])
                 np.abs(Z, out=A)
-                sums += a[lo:hi] @ A
+                for seg, plo, phi in pieces:
+                    sums[seg] += a[lo + plo : lo + phi] @ A[plo:phi]
         if sums is not None:
-            sums += self.X @ (a @ W)
+            sums += self._linear_sums(W, a, starts)
             sums *= 0.5
         return sums
+
+    def _linear_sums(self, W: np.ndarray, a: np.ndarray, starts: np.ndarray) -> np.ndarray:
+        """``sum_{r in l} a_r w_r . x_i`` of every segment l, i.e. ``X (W_l^T a_l)``."""
+        return np.add.reduceat(a[:, None] * W, starts[:-1], axis=0) @ self.XT

@@ -17,7 +17,7 @@ computed for unselected neurons and no 0/1 mask multiplies a full matrix.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -41,6 +41,11 @@ INCREMENTAL_KEEP = 0.6
 #: rounds between full recomputations of a tracked network output (bounds the drift of
 #: the running sum to a few roundings)
 RESYNC = 16
+
+#: rows (neuron copies) of the surrogates trained together: small surrogates share the
+#: blocked passes, so the number of NumPy calls per step does not grow with p and the
+#: repetitions
+BATCH_ROWS = 4096
 
 #: a repetition whose loss exceeds this multiple of its initial loss has diverged
 DIVERGENCE_FACTOR = 1e6
@@ -123,7 +128,9 @@ def train(
     disjoint = p == 1 or scheme == "partition"
     incremental = disjoint and keep < INCREMENTAL_KEEP
     reuse = not incremental and keep >= REUSE_KEEP
-    kernels = Kernels(X, m, block)
+    kernels = Kernels(X, max(m, BATCH_ROWS), block)
+    full_active = np.empty((R * m, n), dtype=bool) if reuse else None
+    active = np.empty((max(m, BATCH_ROWS), n), dtype=bool)
     loss = np.full((rounds + 1, R), np.nan)
     #: each repetition's raw network output ``sum_r a_r relu(w_r.x_i)``, when tracked
     outputs_raw: list[np.ndarray | None] = [None] * R
@@ -134,34 +141,44 @@ def train(
         for k in range(1, rounds + 2):
             training = k <= rounds
             masks = [draw_masks(rng, m, xi, p, scheme) for rng in rngs] if training else []
-            for r in range(R):
-                if diverged[r] >= 0:
-                    continue
+            live = [r for r in range(R) if diverged[r] < 0]
+            first_sums: dict[int, np.ndarray] = {}
+            for r in live:
                 W_r, a_r = W[r * m : (r + 1) * m], a[r * m : (r + 1) * m]
-                first = training and reuse
                 if outputs_raw[r] is None or (k - 1) % RESYNC == 0:
+                    first = training and full_active is not None
                     coefs = [a_r] + ([_restrict(a_r, idx) for idx in masks[r]] if first else [])
-                    sums = kernels.forward(W_r, coefs, kernels.full_active[:m] if first else None)
+                    rows = full_active[r * m : (r + 1) * m] if first else None
+                    sums = kernels.forward(W_r, coefs, rows)
                     outputs_raw[r] = sums[0].astype(np.float64)
+                    if first:
+                        first_sums[r] = sums[1:]
                 raw = outputs_raw[r]
                 res = (raw * root_m).astype(ftype) - y
                 loss[k - 1, r] = float(res @ res)
-                if training:
-                    change = _train_round(
-                        kernels,
-                        W_r,
-                        a_r,
-                        masks[r],
-                        sums[1:] if first else None,
-                        y=y,
-                        eta=eta,
-                        scale=scale,
-                        tau=tau,
-                        variant=variant,
-                        disjoint=disjoint,
-                        track=incremental,
-                    )
-                    outputs_raw[r] = None if change is None else raw + change
+            if training:
+                segments = [
+                    (r, l, r * m + idx) for r in live for l, idx in enumerate(masks[r]) if len(idx)
+                ]
+                changes = _train_round(
+                    kernels,
+                    W,
+                    a,
+                    segments,
+                    first_sums if full_active is not None else None,
+                    full_active,
+                    active,
+                    y=y,
+                    eta=eta,
+                    scale=scale,
+                    tau=tau,
+                    variant=variant,
+                    disjoint=disjoint,
+                    track=incremental,
+                )
+                for r in live:
+                    raw = outputs_raw[r]
+                    outputs_raw[r] = raw + changes.get(r, 0.0) if incremental else None
             if k == 1:
                 limit = DIVERGENCE_FACTOR * np.maximum(loss[0], 1e-300)
             else:
@@ -195,12 +212,30 @@ def _restrict(a: np.ndarray, idx: np.ndarray) -> np.ndarray:
     return out
 
 
+def _batches(
+    segments: Sequence[tuple[int, int, np.ndarray]], rows: int
+) -> Iterator[list[tuple[int, int, np.ndarray]]]:
+    """Consecutive segments grouped into batches of at most ``rows`` rows (or one segment)."""
+    batch: list[tuple[int, int, np.ndarray]] = []
+    size = 0
+    for seg in segments:
+        if batch and size + len(seg[2]) > rows:
+            yield batch
+            batch, size = [], 0
+        batch.append(seg)
+        size += len(seg[2])
+    if batch:
+        yield batch
+
+
 def _train_round(
     kernels: Kernels,
     W: np.ndarray,
     a: np.ndarray,
-    masks: Sequence[np.ndarray],
-    first_sums: np.ndarray | None,
+    segments: Sequence[tuple[int, int, np.ndarray]],
+    first_sums: dict[int, np.ndarray] | None,
+    full_active: np.ndarray | None,
+    active: np.ndarray,
     *,
     y: np.ndarray,
     eta: float,
@@ -209,49 +244,58 @@ def _train_round(
     variant: str,
     disjoint: bool,
     track: bool,
-) -> np.ndarray | None:
-    """One round of one repetition, in place on its weights ``W`` (``m x d``).
+) -> dict[int, np.ndarray]:
+    """One round of all repetitions, in place on the stacked weights ``W``.
 
-    Every surrogate's selected copies are gathered, trained for tau steps and then
-    averaged back per neuron.  ``first_sums[l]`` is surrogate l's raw ReLU sum at the
+    ``segments`` lists the surrogates ``(repetition, l, rows of W)``.  Their copies are
+    gathered a batch of :data:`BATCH_ROWS` rows at a time, trained for tau steps and then
+    averaged back per neuron.  ``first_sums[r][l]`` is surrogate l's raw ReLU sum at the
     round's start when the full network's forward pass has already computed it (the
-    activity pattern of all m neurons is then in ``kernels.full_active``); otherwise the
-    copies are first run forward themselves.
+    activity pattern of every neuron is then in ``full_active``); otherwise the copies are
+    first run forward themselves.  ``active`` is the batch's activity buffer.
 
     ``disjoint`` says that no neuron is in two surrogates (p = 1, or a partition): each
     selected neuron then simply takes its trained copy's weight.  With ``track`` (only for
     disjoint masks) the last step also runs the copies forward at their final weights, and
-    the change of the network's raw output ``sum_r a_r relu(w_r.x)`` is returned.
+    the change of each repetition's raw output ``sum_r a_r relu(w_r.x)`` is returned.
     """
-    change = np.zeros(len(y)) if track else None
+    changes: dict[int, np.ndarray] = {}
     total = count = None
     if not disjoint:
         total = np.zeros_like(W)
         count = np.zeros(W.shape[0])
-    for l, idx in enumerate(masks):
-        if len(idx) == 0:
-            continue
-        W_l = np.take(W, idx, axis=0)
-        a_l = np.take(a, idx)
-        rate = (eta * scale) * a_l
-        active = kernels.active[: len(idx)]
-        if first_sums is not None:
-            np.take(kernels.full_active, idx, axis=0, out=active)
-            sums = first_sums[l]
+    for batch in _batches(segments, BATCH_ROWS):
+        rows = np.concatenate([seg[2] for seg in batch])
+        starts = np.zeros(len(batch) + 1, dtype=np.int64)
+        np.cumsum([len(seg[2]) for seg in batch], out=starts[1:])
+        W_b = np.take(W, rows, axis=0)
+        a_b = np.take(a, rows)
+        rate = (eta * scale) * a_b
+        act = active[: len(rows)]
+        blocks = kernels.plan(starts, len(rows))
+        if first_sums is not None and full_active is not None:
+            np.take(full_active, rows, axis=0, out=act)
+            sums = np.stack([first_sums[r][l] for r, l, _ in batch])
         else:
-            sums = kernels.forward(W_l, [a_l], active)[0]
+            sums = kernels.segment_forward(W_b, a_b, starts, blocks, act)
         start = sums
         for t in range(tau):
             err = scale * sums - y
-            sums = kernels.step(W_l, a_l, rate, err, active, forward_next=t < tau - 1 or track)
-        if change is not None:
-            change += sums.astype(np.float64) - start
+            sums = kernels.segment_step(
+                W_b, a_b, rate, err, starts, blocks, act, forward_next=t < tau - 1 or track
+            )
+        if track:
+            diff = sums.astype(np.float64) - start
+            for j, (r, _, _) in enumerate(batch):
+                changes[r] = changes.get(r, 0.0) + diff[j]
         if disjoint:
-            W[idx] = W_l
-        else:
-            W_l -= np.take(W, idx, axis=0)
-            W_l += np.take(total, idx, axis=0)
-            total[idx] = W_l
+            W[rows] = W_b
+            continue
+        W_b -= np.take(W, rows, axis=0)
+        for j, (_, _, idx) in enumerate(batch):
+            delta = W_b[starts[j] : starts[j + 1]]
+            delta += np.take(total, idx, axis=0)
+            total[idx] = delta
             count[idx] += 1.0
     if total is not None and count is not None:
         held = np.flatnonzero(count)
@@ -260,7 +304,7 @@ def _train_round(
             update /= count[held, None]
         update += np.take(W, held, axis=0)
         W[held] = update
-    return change
+    return changes
 
 
 def _lambda_min(X: np.ndarray, W: np.ndarray) -> float:
