@@ -8,10 +8,31 @@ each neuron's new weight is the average of its trained copies over the surrogate
 hold it; neurons in no surrogate keep their weight.  After every round the *full*
 network's loss ``||y - u(k)||^2`` is logged.
 
-Vectorisation: the selected neurons of all surrogates of all repetitions are gathered
-into one ``(K, d)`` matrix (K = total selected copies), so a local step is two large
-matmuls ``X @ W_sel^T`` and ``D^T @ X`` plus a segment sum per surrogate; nothing is ever
-computed for unselected neurons and no 0/1 mask multiplies a full matrix.
+Implementation (the cost of a local step is the useful ``4 n d k`` FLOPs for the k selected
+neurons, in two matmuls per block, plus a few passes over in-cache memory):
+
+* Gathering: the selected neurons of every surrogate of every repetition are gathered
+  into a ``(K, d)`` matrix of copies, in batches of up to :data:`BATCH_ROWS` copies (a
+  surrogate with more copies is a batch of its own).  Nothing is ever computed for
+  unselected neurons and no 0/1 mask multiplies a full matrix.
+* Blocking: a batch is processed in column blocks of its ``n x K`` pre-activations that
+  stay in cache (:mod:`verify.trainers.blocked_kernels`); the full ``n x K`` temporaries
+  are never formed, only a boolean activity pattern.  A batch runs all tau local steps
+  before the next one is gathered; each block's backward pass is fused with its forward
+  pass at the new weights.
+* Loss: the full network's loss after round k - 1 is computed at the start of round k, over
+  all m neurons.  From keep probability :data:`REUSE_KEEP` on, this pass also yields every
+  surrogate's output and activity pattern for its first local step (its coefficients
+  restricted to the surrogate's neurons), so the first forward pass is not repeated.
+  With disjoint masks (p = 1, or a partition) and keep probability below
+  :data:`INCREMENTAL_KEEP`, the network's output is instead updated by the change of the
+  selected neurons' contribution (their last step also runs forward), and recomputed over
+  all m neurons every :data:`RESYNC` rounds.
+* Averaging: each neuron's copies are summed per surrogate into an ``(m, d)`` accumulator;
+  with disjoint masks a neuron simply takes its one trained copy.
+
+These choices change results only at rounding level; the tests compare the loss curves
+with a plain loop to a relative 1e-10.
 """
 
 from __future__ import annotations
@@ -24,7 +45,7 @@ import numpy as np
 
 from bounds.ntk import finite_width_gram
 
-from .blocked_kernels import BLOCK, Kernels
+from .blocked_kernels import Kernels
 
 #: the exact algorithm and the broken variants used by mutation testing
 VARIANTS = ("exact", "no_averaging", "no_rescaling")
@@ -98,14 +119,15 @@ def train(
     init_rngs: Sequence[np.random.Generator] | None = None,
     dtype: str = "float64",
     variant: str = "exact",
-    block: int = BLOCK,
+    block: int | None = None,
 ) -> list[RunOutput]:
     """Train ``len(rngs)`` independent repetitions at one parameter set.
 
     Each repetition draws its initialisation from ``init_rngs[r]`` (default: ``rngs[r]``)
     and then, round by round, its masks from ``rngs[r]``, in the same order as the plain
     reference loop in the tests.  ``block`` is the number of neuron copies per cache block
-    (results do not depend on it beyond rounding).
+    (default: :data:`~verify.trainers.blocked_kernels.BLOCK_BYTES` per buffer); results do
+    not depend on it beyond rounding.
 
     ``variant`` selects a deliberately broken algorithm for mutation testing only
     (:mod:`verify.mutants`): ``no_averaging`` sums the trained copies of a neuron instead
