@@ -176,7 +176,7 @@ def scaling_check(ctx: Context, name: str, cfg: Mapping[str, Any]) -> list[Verdi
             check=name,
             kind="scaling",
             point_key=f"{cfg['statistic']}~{param}|{label}",
-            label=f"{cfg['statistic']} vs {param} at {label}".rstrip(" at"),
+            label=f"{cfg['statistic']} vs {param}" + (f" at {label}" if label else ""),
             params={k: x for k, x in grid_params(first).items() if k != param},
             role="test",
             status=INCONCLUSIVE,
