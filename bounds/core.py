@@ -89,16 +89,23 @@ class LogLinearForm:
         return any(t.value(params) == 0.0 for t in self.terms)
 
     def calibrate(
-        self, points: list[Params], observed: np.ndarray, weights: np.ndarray | None = None
+        self,
+        points: list[Params],
+        observed: np.ndarray,
+        weights: np.ndarray | None = None,
+        group_keys: tuple[str, ...] = (),
     ) -> CalibratedForm:
         """Fit the unknown constant and exponents by OLS in log space.
 
         Points where the form is exactly zero or the observation is not positive
-        are ignored (their logarithm is undefined).
+        are ignored (their logarithm is undefined).  ``group_keys`` name the parameters
+        that determine the initial network (common random numbers): with more than one
+        group among the points the unknown constant is fitted per group (a fixed effect
+        of the initialisation draw), the exponents are shared.
         """
         observed = np.asarray(observed, dtype=float)
         rows = [
-            (self.features(p), o)
+            (self.features(p), o, group_label(p, group_keys))
             for p, o in zip(points, observed, strict=True)
             if not self.is_zero(p) and np.isfinite(o) and o > 0
         ]
@@ -106,6 +113,10 @@ class LogLinearForm:
             raise CalibrationError(f"{self.name}: no usable calibration point")
         logf = np.log(np.array([r[0] for r in rows]))
         logy = np.log(np.array([r[1] for r in rows]))
+        labels = [r[2] for r in rows]
+        groups = tuple(sorted(set(labels))) if self.constant is None else ()
+        if len(groups) < 2:
+            groups = ()
         exponents = np.array([t.exponent if t.exponent is not None else np.nan for t in self.terms])
         free = [
             j for j, t in enumerate(self.terms) if t.exponent is None and np.ptp(logf[:, j]) > 1e-12
@@ -115,7 +126,11 @@ class LogLinearForm:
                 exponents[j] = t.default
         fixed = [j for j in range(len(self.terms)) if j not in free]
         target = logy - logf[:, fixed] @ exponents[fixed]
-        design = np.column_stack([np.ones(len(rows))] + [logf[:, j] for j in free])
+        if groups:
+            intercepts = [[float(label == g) for g in groups] for label in labels]
+        else:
+            intercepts = [[1.0] for _ in rows]
+        design = np.column_stack([np.array(intercepts)] + [logf[:, j] for j in free])
         if self.constant is not None:
             target = target - math.log(self.constant)
             design = design[:, 1:]
@@ -133,8 +148,12 @@ class LogLinearForm:
         dof = n_obs - n_par
         sigma = float(np.sqrt(resid @ resid / dof)) if dof > 0 else float("nan")
         xtx_inv = np.linalg.pinv(design.T @ design) if n_par else np.zeros((0, 0))
-        log_c = math.log(self.constant) if self.constant is not None else float(coef[0])
-        free_coef = coef if self.constant is not None else coef[1:]
+        n_int = 0 if self.constant is not None else max(1, len(groups))
+        group_logc = tuple(float(c) for c in coef[:n_int]) if groups else ()
+        log_c = (
+            math.log(self.constant) if self.constant is not None else float(np.mean(coef[:n_int]))
+        )
+        free_coef = coef[n_int:]
         for j, e in zip(free, free_coef, strict=True):
             exponents[j] = e
         return CalibratedForm(
@@ -147,7 +166,15 @@ class LogLinearForm:
             xtx_inv=xtx_inv,
             n_points=n_obs,
             residuals=tuple(float(r) for r in resid),
+            group_keys=group_keys if groups else (),
+            groups=groups,
+            group_log_constants=group_logc,
         )
+
+
+def group_label(params: Params, keys: tuple[str, ...]) -> str:
+    """The initialisation group of a parameter set (its values of ``keys``)."""
+    return ", ".join(f"{k}={params.get(k)}" for k in keys)
 
 
 class CalibrationError(ValueError):
@@ -167,16 +194,32 @@ class CalibratedForm:
     xtx_inv: np.ndarray = field(repr=False)
     n_points: int
     residuals: tuple[float, ...] = field(repr=False)
+    #: initialisation groups with their own constant (empty: one constant)
+    group_keys: tuple[str, ...] = ()
+    groups: tuple[str, ...] = ()
+    group_log_constants: tuple[float, ...] = ()
 
     @property
     def constant(self) -> float:
         return math.exp(self.log_constant)
 
+    def _group_weights(self, params: Params) -> list[float]:
+        """Indicator of the point's group; an unseen group gets the groups' average."""
+        label = group_label(params, self.group_keys)
+        if label in self.groups:
+            return [float(label == g) for g in self.groups]
+        return [1.0 / len(self.groups)] * len(self.groups)
+
+    def _log_constant(self, params: Params) -> float:
+        if not self.groups:
+            return self.log_constant
+        return float(np.dot(self._group_weights(params), self.group_log_constants))
+
     def _design_row(self, params: Params) -> np.ndarray:
         logf = np.log(self.form.features(params))
         row = [logf[j] for j in self.free]
         if self.form.constant is None:
-            row = [1.0, *row]
+            row = [*(self._group_weights(params) if self.groups else [1.0]), *row]
         return np.array(row)
 
     def predict(self, params: Params) -> float:
@@ -184,15 +227,22 @@ class CalibratedForm:
         if self.form.is_zero(params):
             return 0.0
         logf = np.log(self.form.features(params))
-        return float(np.exp(self.log_constant + logf @ np.array(self.exponents)))
+        return float(np.exp(self._log_constant(params) + logf @ np.array(self.exponents)))
 
     def log_se(self, params: Params) -> float:
-        """Standard error of a new observation's log around the fit (OLS prediction s.e.)."""
+        """Standard error of a new observation's log around the fit (OLS prediction s.e.).
+
+        For an initialisation group the calibration did not see, the spread of the
+        groups' constants is added (a new draw of the initialisation).
+        """
         if not np.isfinite(self.sigma) or self.dof <= 0 or self.form.is_zero(params):
             return float("nan")
         x0 = self._design_row(params)
         lever = float(x0 @ self.xtx_inv @ x0) if x0.size else 0.0
-        return self.sigma * math.sqrt(1.0 + lever)
+        between = 0.0
+        if self.groups and group_label(params, self.group_keys) not in self.groups:
+            between = float(np.var(self.group_log_constants, ddof=1))
+        return math.sqrt(self.sigma**2 * (1.0 + lever) + between)
 
     def limit(self, params: Params, alpha: float, side: str) -> float:
         """One-sided ``1 - alpha`` prediction limit for a *new* observation.
@@ -219,7 +269,16 @@ class CalibratedForm:
             "log_residual_sd": self.sigma,
             "calibration_points": self.n_points,
             "dof": self.dof,
-        }
+        } | (
+            {
+                "init_group_constants": {
+                    g: math.exp(c)
+                    for g, c in zip(self.groups, self.group_log_constants, strict=True)
+                }
+            }
+            if self.groups
+            else {}
+        )
 
 
 @dataclass(frozen=True)

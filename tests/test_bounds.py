@@ -164,3 +164,33 @@ def test_calibration_recovers_a_known_power_law_and_predicts_held_out(rng):
     assert abs(exps["p"] + 0.6) < 0.1 and abs(exps["tau"] - 0.4) < 0.1
     for q, v in zip(pts[1::2], true[1::2], strict=True):
         assert cal.limit(q, 0.01, "lower") < v < cal.limit(q, 0.01, "upper")
+
+
+def test_calibration_fits_one_constant_per_initialisation_group(rng):
+    """Common random numbers: all points of a width share one initial network per
+    repetition, so their constant shifts together; a per-group constant removes the shift
+    from the residuals and the held-out prediction follows its own group."""
+    from bounds.core import LogLinearForm, Term
+
+    form = LogLinearForm(
+        "floor", (Term("p", lambda q: q["p"], None), Term("tau", lambda q: q["tau"]))
+    )
+    pts = [
+        dict(kappa=1.0, xi=xi, p=p, tau=t, eta=0.05, m=m, scheme="bernoulli")
+        for m in (1000, 4000)
+        for xi in (0.25, 0.5, 0.75)
+        for p in (1, 2, 4, 8)
+        for t in (1, 2, 4)
+    ]
+    shift = {1000: 0.7, 4000: 1.4}
+    true = np.array([shift[q["m"]] * q["p"] ** -0.6 * q["tau"] for q in pts])
+    noisy = true * np.exp(0.02 * rng.standard_normal(true.size))
+    pooled = form.calibrate(pts[::2], noisy[::2])
+    grouped = form.calibrate(pts[::2], noisy[::2], group_keys=("m", "kappa"))
+    assert grouped.sigma < 0.05 < pooled.sigma
+    consts = grouped.describe()["init_group_constants"]
+    assert consts["m=4000, kappa=1.0"] / consts["m=1000, kappa=1.0"] == pytest.approx(2.0, rel=0.05)
+    for q, v in zip(pts[1::2], true[1::2], strict=True):
+        assert grouped.predict(q) == pytest.approx(v, rel=0.08)
+    unseen = dict(pts[0], m=16000)
+    assert grouped.log_se(unseen) > 3 * grouped.log_se(pts[0])

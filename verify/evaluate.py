@@ -131,7 +131,10 @@ def evaluate(
             for pt in scoped
         }
         calibration, errors = _calibrate(
-            bound, [pt for pt in scoped if roles[pt.key] == "calibration"], observe_cfg
+            bound,
+            [pt for pt in scoped if roles[pt.key] == "calibration"],
+            observe_cfg,
+            case.trainer.init_keys,
         )
         calibration_report[bound_id] = {q: c.describe() for q, c in calibration.items()} | {
             q: {"error": e} for q, e in errors.items()
@@ -179,8 +182,13 @@ def _observation_config(case: Case) -> dict[str, dict[str, Any]]:
 
 
 def _calibrate(
-    bound: bounds.Bound, cal_points: list[PointData], observe_cfg: Mapping[str, Mapping[str, Any]]
+    bound: bounds.Bound,
+    cal_points: list[PointData],
+    observe_cfg: Mapping[str, Mapping[str, Any]],
+    init_keys: tuple[str, ...] = (),
 ):
+    """Fit every form of the bound; under common random numbers the constant is fitted per
+    initialisation group (``init_keys``), so the held-out test is paired with it."""
     calibration: dict[str, CalibratedForm] = {}
     errors: dict[str, str] = {}
     for quantity, form in bound.forms.items():
@@ -190,7 +198,9 @@ def _calibrate(
             continue
         obs = np.array([observer(pt, observe_cfg[quantity]).value for pt in cal_points])
         try:
-            calibration[quantity] = form.calibrate([pt.params for pt in cal_points], obs)
+            calibration[quantity] = form.calibrate(
+                [pt.params for pt in cal_points], obs, group_keys=tuple(init_keys)
+            )
         except CalibrationError as exc:
             errors[quantity] = str(exc)
     return calibration, errors
