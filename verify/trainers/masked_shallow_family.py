@@ -13,7 +13,8 @@ from bounds.ntk import data_params
 from ..data import load_file, sphere
 from ..schema import Spec, positive_float, positive_int, unit_interval
 from . import Trainer, register
-from .masked_shallow import RunOutput, train
+from .blocked_kernels import BLOCK_BYTES
+from .masked_shallow import BATCH_ROWS, RunOutput, train
 
 SCHEMA = {
     "data": {
@@ -63,11 +64,13 @@ def run(
 
 
 def memory_bytes(params: Mapping[str, Any], reps: int) -> float:
-    """Peak memory: weights (x4 copies) plus the n x K activations of a local step."""
+    """Peak memory: weights (x4 copies), the selected copies (x2), the boolean activity
+    patterns of the full network and of a batch of copies, and the cache-sized blocks."""
     n, d, m, p = params["n"], params["d"], params["m"], params["p"]
     keep = 1.0 if params["scheme"] == "partition" else params["xi"] * p
     selected = reps * m * keep
-    return 8.0 * (4 * reps * m * d + 4 * n * selected + n * reps * m + 2 * selected * d)
+    activity = n * (reps * m + max(m, BATCH_ROWS))  # bool: one byte each
+    return 8.0 * (4 * reps * m * d + 2 * selected * d) + activity + 4 * BLOCK_BYTES
 
 
 def derive(params: dict[str, Any]) -> dict[str, Any]:
