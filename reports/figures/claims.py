@@ -84,6 +84,14 @@ def _parse_key(point_key: str) -> tuple[str, str]:
     return statistic, parameter
 
 
+def _group_labels(params: pd.Series) -> list[str]:
+    """A label per group naming only the parameters that differ between the groups."""
+    groups = [p if isinstance(p, dict) else {} for p in params]
+    keys = sorted({k for g in groups for k in g})
+    varying = [k for k in keys if len({repr(g.get(k)) for g in groups}) > 1]
+    return [", ".join(f"{k}={g[k]}" for k in varying if k in g) or "all" for g in groups]
+
+
 def scaling_figures(case: CaseResults) -> list[FigureBlock]:
     """One figure per ``scaling`` check: the log-log data per group and the slopes' CIs."""
     v = case.verdicts
@@ -97,10 +105,11 @@ def scaling_figures(case: CaseResults) -> list[FigureBlock]:
         pts = case.points
         have_data = not pts.empty and statistic in pts and parameter in pts
         shown = _shown_status(rows)
+        labels = _group_labels(rows["params"])
         for i, (_, row) in enumerate(rows.iterrows()):
             colour = STATUS_COLOURS.get(shown[i], "k")
             group = row["params"] if isinstance(row["params"], dict) else {}
-            label = ", ".join(f"{k}={x}" for k, x in sorted(group.items())) or "all"
+            label = labels[i]
             lo, hi = float(row["ci_low"]), float(row["ci_high"])
             if math.isfinite(float(row["observed"])):
                 right.errorbar(
@@ -126,13 +135,7 @@ def scaling_figures(case: CaseResults) -> list[FigureBlock]:
                     )
                     left.scatter(data[parameter], data[statistic], s=6, color=colour, alpha=0.3)
         right.set_yticks(range(len(rows)))
-        right.set_yticklabels(
-            [
-                ", ".join(f"{k}={x}" for k, x in sorted(p.items())) if isinstance(p, dict) else ""
-                for p in rows["params"]
-            ],
-            fontsize=7,
-        )
+        right.set_yticklabels(labels, fontsize=7)
         right.set_xlabel(f"log-log slope of {statistic} in {parameter} (95% CI); |: predicted")
         right.grid(True, axis="x", alpha=0.3)
         if have_data:

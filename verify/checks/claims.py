@@ -33,7 +33,7 @@ import numpy as np
 
 from ..schema import Spec
 from . import CheckKind, register
-from .convergence import Context, base_verdict, grid_params, screened
+from .convergence import Context, base_verdict, count_if_known, grid_params, screened
 from .stats import Estimate, one_sided_p, slope_with_ci, t_estimate
 from .verdict import INCONCLUSIVE, PointData, Verdict
 
@@ -123,6 +123,7 @@ def bound_check(ctx: Context, name: str, cfg: Mapping[str, Any]) -> list[Verdict
     out = []
     for pt in ctx.points:
         v = base_verdict(ctx, name, "bound", pt, quantity)
+        count_if_known(ctx, v, quantity)
         out.append(v)
         if screened(ctx, v, pt):
             continue

@@ -277,6 +277,17 @@ def base_verdict(ctx: Context, name: str, kind: str, pt: PointData, quantity: st
     )
 
 
+def count_if_known(ctx: Context, v: Verdict, quantity: str) -> None:
+    """Test a calibration point too when ``quantity`` is predicted without calibration.
+
+    Calibration points are set aside only for the quantities their observations calibrate;
+    a prediction the bound makes without any fitted constant (e.g. a kernel lower bound
+    next to a calibrated rate) is an ordinary test there, counted like any other.
+    """
+    if v.role == "calibration" and ctx.bound.predict(v.params).get(quantity) is not None:
+        v.role = "test"
+
+
 def screened(ctx: Context, v: Verdict, pt: PointData) -> bool:
     """Settle outside-hypotheses and divergence; True if the verdict is final."""
     if ctx.violations[pt.key]:
@@ -371,6 +382,7 @@ def floor_check(ctx: Context, name: str, cfg: Mapping[str, Any]) -> list[Verdict
     out = []
     for pt in ctx.points:
         v = base_verdict(ctx, name, "floor", pt, "floor")
+        count_if_known(ctx, v, "floor")
         out.append(v)
         if screened(ctx, v, pt):
             continue
