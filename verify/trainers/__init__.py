@@ -73,4 +73,5 @@ def trainers() -> dict[str, Trainer]:
 
 
 from . import masked_shallow_family  # noqa: E402,F401  (registers)
+from .node_scaling import NODE_SCALING  # noqa: E402,F401  (registers)
 from .rmda import RMDA  # noqa: E402,F401  (registers)
