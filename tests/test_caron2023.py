@@ -1,0 +1,228 @@
+"""Asymmetrical node scaling (arXiv:2302.01002): scalings, kernel, trainer, case and controls."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+import bounds
+from bounds.caron2023 import node_scalings, theta_infinity
+from verify.case import load
+from verify.checks import CHECKS
+from verify.checks.convergence import Context
+from verify.checks.verdict import FAIL, PASS, PointData
+from verify.data import sphere
+from verify.evaluate import _finalise, evaluate, point_data
+from verify.grid import expand
+from verify.runner import run_case
+from verify.store import read_points
+from verify.trainers import node_scaling as ns
+
+from .conftest import ROOT, write_case
+
+BOUND = bounds.get("caron2023.node_scaling")
+CASE = ROOT / "cases" / "caron2023_node_scaling.toml"
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory: pytest.TempPathFactory, global_seed: int):
+    """The case in quick mode, trained once (seed shifted by the global seed)."""
+    tmp = tmp_path_factory.mktemp("caron2023")
+    text = CASE.read_text().replace(
+        'name = "caron2023_node_scaling"',
+        f'name = "caron2023_node_scaling"\nseed = {global_seed}',
+        1,
+    )
+    case = load(write_case(tmp / "case.toml", text)).with_quick()
+    run = run_case(case, tmp / "results", executor="process", jobs=2, show_progress=False)
+    points = expand(case)
+    results = read_points(run.directory, [p.key for p in points])
+    data_params = json.loads((run.directory / "case.json").read_text())["data_params"]
+    yield case, run, points, results, data_params
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- model
+@pytest.mark.parametrize("m", [1, 7, 250, 4000])
+@pytest.mark.parametrize("gamma", [1.0, 0.5, 0.2, 1e-3])
+@pytest.mark.parametrize("alpha", [0.5, 1.0, 3.0])
+def test_node_scalings_sum_to_one_and_decrease(m, gamma, alpha):
+    lam = node_scalings(m, gamma, alpha)
+    assert lam.shape == (m,) and np.all(lam > 0)
+    np.testing.assert_allclose(lam.sum(), 1.0, rtol=1e-12)
+    assert np.all(np.diff(lam) <= 1e-15)
+    if gamma == 1.0:
+        np.testing.assert_allclose(lam, 1.0 / m)
+    assert lam.min() >= gamma / m * (1 - 1e-12)
+
+
+@pytest.mark.parametrize(("m", "gamma", "alpha"), [(0, 1.0, 0.5), (5, 0.0, 0.5), (5, 1.5, 0.5)])
+def test_node_scalings_reject_bad_input(m, gamma, alpha):
+    with pytest.raises(ValueError, match="gamma in"):
+        node_scalings(m, gamma, alpha)
+
+
+def test_kernel_is_the_gram_matrix_of_the_output_jacobian(rng):
+    X, _ = sphere(5, 4, rng)
+    lam = node_scalings(7, 0.3, 0.5)
+    (W,), (a,) = ns.init_weights([rng], 7, 4, 2.0)
+    _, _, S = ns.forward(X, W[None], (np.sqrt(lam) * a)[None])
+    # du_i / dw_j = sqrt(lambda_j) a_j 1{w_j.x_i >= 0} x_i / sqrt(d)
+    J = (np.sqrt(lam) * a)[None, :, None] * S[0].T[:, :, None] * X[:, None, :] / 2.0
+    J = J.reshape(5, -1)
+    np.testing.assert_allclose(ns.kernel(X, S, lam)[0], J @ J.T, atol=1e-14)
+
+
+def test_analytic_kernel_matches_a_wide_network(rng):
+    """``Theta_inf = H_inf / d`` for w ~ N(0, 2 I) and unit-norm inputs, at every gamma."""
+    X, _ = sphere(6, 5, rng)
+    target = theta_infinity(X)
+    m = 200_000
+    W = rng.normal(scale=np.sqrt(2.0), size=(1, m, 5))
+    S = (W @ X.T >= 0).astype(float)
+    wide = ns.kernel(X, S, node_scalings(m, 1.0, 0.5))[0]
+    assert np.linalg.norm(wide - target) / np.linalg.norm(target) < 0.01
+    # gamma < 1: a single draw stays random, but its mean over initialisations is Theta_inf
+    W = rng.normal(scale=np.sqrt(2.0), size=(2000, 40, 5))
+    S = (W @ X.T >= 0).astype(float)
+    draws = ns.kernel(X, S, node_scalings(40, 0.3, 0.5))
+    single = np.linalg.norm(draws - target, axis=(1, 2)) / np.linalg.norm(target)
+    assert np.median(single) > 0.15
+    assert np.linalg.norm(draws.mean(axis=0) - target) / np.linalg.norm(target) < 0.03
+
+
+def test_gradient_matches_finite_differences(rng):
+    X, y = sphere(5, 4, rng)
+    lam = node_scalings(6, 0.4, 0.5)
+    W, a = ns.init_weights([rng, rng], 6, 4, 2.0)
+    coef = np.sqrt(lam)[None] * a
+
+    def loss(V):
+        u, _, _ = ns.forward(X, V, coef)
+        return 0.5 * np.sum((u - y) ** 2, axis=1)
+
+    u, _, S = ns.forward(X, W, coef)
+    grad = ns.gradient(X, S, coef, u - y)
+    eps = 1e-6
+    numeric = np.zeros_like(W)
+    for idx in np.ndindex(W.shape[1:]):
+        E = np.zeros_like(W)
+        E[(slice(None), *idx)] = eps
+        numeric[(slice(None), *idx)] = (loss(W + E) - loss(W - E)) / (2 * eps)
+    np.testing.assert_allclose(grad, numeric, rtol=1e-6, atol=1e-9)
+
+
+def train_small(rngs, **overrides):
+    X, y = sphere(8, 8, np.random.default_rng(1))
+    params = dict(
+        m=300,
+        gamma=0.5,
+        alpha=0.5,
+        init_variance=2.0,
+        top_k=5,
+        eta=4.0,
+        steps=300,
+        log_every=3,
+        prune_fraction=0.9,
+    )
+    return ns.train(X, y, rngs, **(params | overrides))
+
+
+def test_trainer_converges_logs_and_detects_divergence(rng):
+    out = train_small([rng, rng])
+    for o in out:
+        assert o.curves["loss"].shape == (101,) == o.curves["kernel_lambda_min"].shape
+        assert o.curves["loss"][-1] < 1e-4 * o.curves["loss"][0]
+        assert o.scalars["diverged_round"] == -1
+        assert o.scalars["top_movement"] <= o.scalars["max_movement"]
+        assert 0 < o.scalars["worst_decay"] and 0 <= o.scalars["pruned_risk"]
+        assert o.scalars["step_margin0"] > 1
+    bad = train_small([rng], eta=400.0)[0]
+    assert bad.scalars["diverged_round"] >= 0
+    assert np.isnan(bad.curves["loss"][int(bad.scalars["diverged_round"]) :]).all()
+    with pytest.raises(ValueError, match="variant"):
+        train_small([rng], variant="other")
+
+
+def test_bound_preconditions_and_predictions():
+    params = {"gamma": 0.5, "alpha": 0.5, "lambda0": 0.01, "eta": 8.0, "n": 16, "d": 16}
+    assert BOUND.preconditions(params) == []
+    pred = BOUND.predict(params)
+    assert pred.get("kernel_lower") == pytest.approx(0.0025)
+    assert pred.get("movement_exponent") == 0.0 == pred.get("concentration_exponent")
+    assert pred.floor == 0.0 and pred.rate is None  # the rate needs calibration
+    sym = BOUND.predict(params | {"gamma": 1.0})
+    assert sym.get("movement_exponent") == -0.5 and sym.get("pruned_risk") == 1.0
+    bad = BOUND.preconditions(
+        params | {"gamma": 1.5, "step_margin0": 0.8, "lambda_min_sym0": 0.001}
+    )
+    assert len(bad) == 3
+    assert BOUND.requirements(params | {"m": 1000})["width_gap_at_least"] > 1
+
+
+# --------------------------------------------------------------------------- the case
+def test_quick_case_passes_end_to_end(quick_run):
+    case, run, *_ = quick_run
+    verdicts = run.evaluation.verdicts
+    assert not run.evaluation.failed, [v.detail for v in verdicts if v.status == FAIL]
+    counted = {v.check for v in verdicts if v.counted and v.status == PASS}
+    assert counted == set(case.checks)
+    movement = [v for v in verdicts if v.check == "movement"]
+    assert len(movement) == 3  # one slope per gamma
+
+
+def test_perturbed_kernel_bound_fails(quick_run):
+    case, _, points, results, data_params = quick_run
+    ev = evaluate(case, points, results, data_params, {"kernel_lower": 10.0})
+    assert ev.failed
+    kernel = [v for v in ev.verdicts if v.check == "kernel"]
+    assert kernel and all(v.status == FAIL for v in kernel)
+
+
+def scaling_verdicts(case, pts, check):
+    ctx = Context(
+        case.name,
+        BOUND,
+        pts,
+        {pt.key: "test" for pt in pts},
+        {pt.key: BOUND.preconditions(pt.params) for pt in pts},
+        {},
+        {},
+        {},
+        case.false_alarm,
+    )
+    out = CHECKS["scaling"].run(ctx, check, case.checks[check])
+    _finalise(out, case.false_alarm)
+    return out
+
+
+def test_symmetric_model_labelled_asymmetric_fails_the_movement_check(quick_run):
+    case, _, points, results, data_params = quick_run
+    pdata = [pt for pt in point_data(case, points, results, data_params) if pt.params["gamma"] == 1]
+    (true,) = scaling_verdicts(case, pdata, "movement")
+    assert true.status == PASS
+    for pt in pdata:
+        pt.params["gamma"] = 0.5
+    (relabelled,) = scaling_verdicts(case, pdata, "movement")
+    assert relabelled.status == FAIL and relabelled.predicted == 0.0
+    assert relabelled.ci_high < -0.3
+
+
+def test_trainer_ignoring_the_scalings_fails(global_seed):
+    """A gradient that uses ``1/sqrt(m)`` for every node keeps gamma < 1 in the lazy regime."""
+    case = load(CASE)
+    X, y = sphere(16, 16, np.random.default_rng(global_seed))
+    pts = []
+    for m in (250, 1000, 4000):
+        params = case.base | {"m": m, "gamma": 0.2, "steps": 150}
+        rngs = [np.random.default_rng([global_seed, m, r]) for r in range(3)]
+        out = ns.run(params, X, y, rngs, variant="unscaled_gradient")
+        scalars = {k: np.array([o.scalars[k] for o in out]) for k in out[0].scalars}
+        pts.append(PointData(f"m{m}", f"m={m}", params | ns.data_params(X, y), {}, scalars, {}))
+    for pt in pts:
+        pt.cache["grid_keys"] = set(case.trainer.grid_keys)
+    (v,) = scaling_verdicts(case, pts, "top_movement")
+    assert v.status == FAIL and v.observed < -0.3
