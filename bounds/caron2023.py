@@ -57,10 +57,12 @@ ASYMPTOTIC = (
 
 #: tolerance of the pruning claim on the relative risk (pruned-network training risk / risk
 #: of the zero predictor): the prediction is 0 ("small", gamma < 1) or 1 ("large",
-#: gamma = 1) within this tolerance, i.e. at most 0.6 for gamma < 1 and at least 0.4 for
-#: gamma = 1 (the paper reports 0.19 at gamma = 0.2 and 0.96 at gamma = 1).  The case file
-#: sets it as the check's ``atol``.
-PRUNED_RISK_TOLERANCE = 0.6
+#: gamma = 1) within this tolerance, i.e. at most 0.5 for gamma < 1 and at least 0.5 for
+#: gamma = 1: "small" and "large" split at half the zero predictor's risk, fixed before
+#: looking at the data (the paper reports 0.19 at gamma = 0.2 and 0.96 at gamma = 1; the
+#: paper gives no number for gamma = 0.5, where the measured 0.41-0.51 is close to the
+#: split).  The case file sets it as the check's ``atol``.
+PRUNED_RISK_TOLERANCE = 0.5
 
 #: failure probability over the initialisation used in the width requirement
 DELTA = 0.1
