@@ -46,7 +46,7 @@ import math
 import numpy as np
 
 from .core import Bound, LogLinearForm, Params, Prediction, Source, Term, Tightness, register
-from .ntk import h_infinity, init_kernel_width
+from .ntk import h_infinity, init_kernel_width, kernel_data_params
 
 PAPER = "arXiv:2302.01002 (Caron, Ayed, Jung, Lee, Lee & Yang, 2023)"
 ASYMPTOTIC = (
@@ -86,15 +86,7 @@ def theta_infinity(X: np.ndarray) -> np.ndarray:
 
 def data_params(X: np.ndarray, y: np.ndarray) -> dict[str, float]:
     """``lambda0``, ``lambda_max`` of ``Theta_inf`` (not of ``H_inf``) and the input checks."""
-    eig = np.linalg.eigvalsh(theta_infinity(X))
-    return {
-        "n": int(X.shape[0]),
-        "d": int(X.shape[1]),
-        "lambda0": float(eig[0]),
-        "lambda_max": float(eig[-1]),
-        "label_bound": float(np.max(np.abs(y))),
-        "input_norm_error": float(np.max(np.abs(np.linalg.norm(X, axis=1) - 1.0))),
-    }
+    return kernel_data_params(theta_infinity(X), X, y)
 
 
 RATE_FORM = LogLinearForm(

@@ -58,8 +58,12 @@ def init_kernel_width(n: int, lam0: float, delta: float) -> float:
 
 def data_params(X: np.ndarray, y: np.ndarray) -> dict[str, float]:
     """Data-dependent quantities the bounds need: ``n, d, lambda0, lambda_max, ...``."""
-    H = h_infinity(X)
-    eig = np.linalg.eigvalsh(H)
+    return kernel_data_params(h_infinity(X), X, y)
+
+
+def kernel_data_params(K: np.ndarray, X: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    """``lambda0`` and ``lambda_max`` of the kernel Gram matrix ``K`` with the input checks."""
+    eig = np.linalg.eigvalsh(K)
     G = X @ X.T
     off = np.abs(G[~np.eye(len(X), dtype=bool)]) if len(X) > 1 else np.zeros(1)
     return {

@@ -6,11 +6,33 @@ normalised to unit norm (rows that are exactly zero are rejected).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from .schema import CaseError
+from .schema import CaseError, Spec, positive_int
+
+
+def data_schema(n: int = 16, d: int = 8, max_n: int = 100_000) -> dict[str, Spec]:
+    """The ``[data]`` section shared by trainers on sphere or file data."""
+    return {
+        "kind": Spec(str, "sphere", choices=("sphere", "file")),
+        "n": positive_int(n, maximum=max_n),
+        "d": positive_int(d, maximum=100_000),
+        "seed": Spec(int, 0, lambda v: v >= 0, "integer >= 0"),
+        "path": Spec(str, ""),
+    }
+
+
+def make_data(
+    params: Mapping[str, Any], rng: np.random.Generator, base: Path
+) -> tuple[np.ndarray, np.ndarray]:
+    """The case's data set: :func:`sphere` draws, or the file at ``path`` (relative to ``base``)."""
+    if params["kind"] == "file":
+        return load_file((base / params["path"]).resolve())
+    return sphere(params["n"], params["d"], rng)
 
 
 def sphere(n: int, d: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

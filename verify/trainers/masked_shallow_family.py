@@ -3,27 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from bounds.ntk import data_params
 
-from ..data import load_file, sphere
+from ..data import data_schema, make_data
 from ..schema import Spec, positive_float, positive_int, unit_interval
 from . import Trainer, register
 from .blocked_kernels import BLOCK_BYTES
 from .masked_shallow import BATCH_ROWS, RunOutput, train
 
 SCHEMA = {
-    "data": {
-        "kind": Spec(str, "sphere", choices=("sphere", "file")),
-        "n": positive_int(16, maximum=100_000),
-        "d": positive_int(8, maximum=100_000),
-        "seed": Spec(int, 0, lambda v: v >= 0, "integer >= 0"),
-        "path": Spec(str, ""),
-    },
+    "data": data_schema(n=16, d=8, max_n=100_000),
     "model": {
         "m": positive_int(1000, maximum=10_000_000),
         "kappa": positive_float(1.0),
@@ -40,12 +33,6 @@ SCHEMA = {
         "scheme": Spec(str, "bernoulli", choices=("bernoulli", "partition")),
     },
 }
-
-
-def make_data(params: Mapping[str, Any], rng: np.random.Generator, base: Path):
-    if params["kind"] == "file":
-        return load_file((base / params["path"]).resolve())
-    return sphere(params["n"], params["d"], rng)
 
 
 def run(

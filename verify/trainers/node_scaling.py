@@ -34,26 +34,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from bounds.caron2023 import data_params, node_scalings, theta_infinity
 
-from ..data import load_file, sphere
+from ..data import data_schema, make_data
 from ..schema import Spec, positive_float, positive_int, unit_interval
 from . import Trainer, register
 from .masked_shallow import RunOutput
 
 SCHEMA = {
-    "data": {
-        "kind": Spec(str, "sphere", choices=("sphere", "file")),
-        "n": positive_int(16, maximum=10_000),
-        "d": positive_int(16, maximum=100_000),
-        "seed": Spec(int, 0, lambda v: v >= 0, "integer >= 0"),
-        "path": Spec(str, ""),
-    },
+    "data": data_schema(n=16, d=16, max_n=10_000),
     "model": {
         "m": positive_int(1000, maximum=1_000_000),
         "gamma": unit_interval(1.0),
@@ -75,14 +68,6 @@ DIVERGENCE_FACTOR = 1e6
 RESOLUTION = 1e-20
 #: the variants used by the tests' broken-trainer control
 VARIANTS = ("exact", "unscaled_gradient")
-
-
-def make_data(
-    params: Mapping[str, Any], rng: np.random.Generator, base: Path
-) -> tuple[np.ndarray, np.ndarray]:
-    if params["kind"] == "file":
-        return load_file((base / params["path"]).resolve())
-    return sphere(params["n"], params["d"], rng)
 
 
 def init_weights(
