@@ -7,9 +7,13 @@ import math
 
 import numpy as np
 import pandas as pd
+from matplotlib.ticker import NullFormatter
 
 from reports.figures.common import STATUS_COLOURS, FigureBlock, encode, new_figure
 from reports.store import CaseResults
+
+#: one colour per group of the log-log panel (the verdict colours are on the slope panel)
+GROUP_COLOURS = ("#1f77b4", "#ff7f0e", "#9467bd", "#8c564b", "#17becf", "#bcbd22", "#7f7f7f")
 
 
 def _shown_status(rows: pd.DataFrame) -> np.ndarray:
@@ -130,10 +134,11 @@ def scaling_figures(case: CaseResults) -> list[FigureBlock]:
                 data = data[(data[statistic] > 0) & np.isfinite(data[statistic])]
                 if not data.empty:
                     means = data.groupby(parameter)[statistic].mean()
+                    line = GROUP_COLOURS[i % len(GROUP_COLOURS)]
                     left.plot(
-                        means.index, means.to_numpy(), "o-", color=colour, alpha=0.8, label=label
+                        means.index, means.to_numpy(), "o-", color=line, alpha=0.8, label=label
                     )
-                    left.scatter(data[parameter], data[statistic], s=6, color=colour, alpha=0.3)
+                    left.scatter(data[parameter], data[statistic], s=6, color=line, alpha=0.3)
         right.set_yticks(range(len(rows)))
         right.set_yticklabels(labels, fontsize=7)
         right.set_xlabel(f"log-log slope of {statistic} in {parameter} (95% CI); |: predicted")
@@ -141,6 +146,9 @@ def scaling_figures(case: CaseResults) -> list[FigureBlock]:
         if have_data:
             left.set_xscale("log")
             left.set_yscale("log")
+            left.xaxis.set_minor_formatter(NullFormatter())
+            ticks = sorted({float(x) for x in pts[parameter] if np.isfinite(float(x))})
+            left.set_xticks(ticks, [f"{x:g}" for x in ticks])
             left.set_xlabel(parameter)
             left.set_ylabel(f"{statistic} (dots: repetitions, line: mean)")
             left.grid(True, which="both", alpha=0.3)
@@ -150,7 +158,7 @@ def scaling_figures(case: CaseResults) -> list[FigureBlock]:
             left.set_axis_off()
             left.text(0.5, 0.5, f"{statistic} is not a stored scalar", ha="center", va="center")
         caption = (
-            f"Left: {statistic} against {parameter} on log-log axes, one line per group of the "
+            f"Left: {statistic} against {parameter} on log-log axes, one colour per group of the "
             "other grid parameters. Right: the fitted slope with its 95% CI per group (coloured "
             "by verdict) and the predicted exponent (black tick)."
         )
