@@ -174,6 +174,20 @@ def test_quick_case_passes_end_to_end(quick_run):
     assert len(movement) == 3  # one slope per gamma
 
 
+def test_report_has_a_figure_per_generic_check(quick_run):
+    """The generic checks get their own figures: observed vs predicted per ``bound`` check,
+    log-log data and slope intervals per ``scaling`` check."""
+    from reports.figures import case_figures
+    from reports.store import load_case
+
+    case, run, *_ = quick_run
+    blocks = {b.title: b for b in case_figures(load_case(run.directory))}
+    for name, cfg in case.checks.items():
+        if cfg["kind"] in ("bound", "scaling"):
+            (block,) = [b for t, b in blocks.items() if f": {name} — " in t]
+            assert not block.skipped, block.caption
+
+
 def test_perturbed_kernel_bound_fails(quick_run):
     case, _, points, results, data_params = quick_run
     ev = evaluate(case, points, results, data_params, {"kernel_lower": 10.0})
