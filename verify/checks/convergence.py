@@ -342,6 +342,7 @@ def paired_log_test(
     own = t_estimate(e)
     a, b = own.se**2, pred.log_se**2
     if not own.ok or a + b == 0:
+        v.detail = "paired test impossible: fewer than two repetitions with a fitted rate"
         return
     dof = (a + b) ** 2 / (a**2 / own.dof + (b**2 / pred.dof if pred.dof > 0 else 0.0))
     v.p_value = one_sided_p(own.value / math.sqrt(a + b), dof, alternative)
