@@ -25,7 +25,6 @@ exponents, ``2.5`` turns ``-0.2`` into ``-0.5``): the negative controls anyone c
 from __future__ import annotations
 
 import math
-from collections import defaultdict
 from collections.abc import Mapping
 from typing import Any
 
@@ -33,9 +32,16 @@ import numpy as np
 
 from ..schema import Spec
 from . import CheckKind, register
-from .convergence import Context, base_verdict, count_if_known, grid_params, screened
+from .convergence import (
+    Context,
+    base_verdict,
+    count_if_known,
+    group_by_other_params,
+    group_verdict,
+    screened,
+)
 from .stats import Estimate, one_sided_p, slope_with_ci, t_estimate
-from .verdict import INCONCLUSIVE, PointData, Verdict
+from .verdict import PointData, Verdict
 
 RELATIONS = ("<=", ">=", "==")
 REDUCERS = {
@@ -161,27 +167,20 @@ def bound_check(ctx: Context, name: str, cfg: Mapping[str, Any]) -> list[Verdict
 def scaling_check(ctx: Context, name: str, cfg: Mapping[str, Any]) -> list[Verdict]:
     """Log-log slope of a statistic in a parameter against the predicted exponent."""
     param = cfg["parameter"]
-    groups: dict[str, list[PointData]] = defaultdict(list)
-    for pt in ctx.points:
-        if ctx.violations[pt.key] or pt.divergence() or param not in pt.params:
-            continue
-        fixed = {k: v for k, v in grid_params(pt).items() if k != param}
-        groups[" ".join(f"{k}={v}" for k, v in sorted(fixed.items()))].append(pt)
+    usable = [pt for pt in ctx.points if not ctx.violations[pt.key] and not pt.divergence()]
     out = []
-    for label, members in sorted(groups.items()):
+    for label, members in group_by_other_params(usable, param).items():
         members.sort(key=lambda pt: pt.params[param])
         first = members[0]
-        v = Verdict(
-            case=ctx.case,
-            bound=ctx.bound.id,
-            check=name,
-            kind="scaling",
-            point_key=f"{cfg['statistic']}~{param}|{label}",
-            label=f"{cfg['statistic']} vs {param}" + (f" at {label}" if label else ""),
-            params={k: x for k, x in grid_params(first).items() if k != param},
-            role="test",
-            status=INCONCLUSIVE,
-            quantity=cfg["quantity"],
+        v = group_verdict(
+            ctx,
+            name,
+            "scaling",
+            first,
+            param,
+            f"{cfg['statistic']}~{param}|{label}",
+            f"{cfg['statistic']} vs {param}" + (f" at {label}" if label else ""),
+            cfg["quantity"],
         )
         out.append(v)
         pred = prediction(ctx, cfg["quantity"], first.params)

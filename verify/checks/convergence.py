@@ -110,7 +110,7 @@ def unsettled(pt: PointData, cfg: Mapping[str, Any]) -> str:
 
 
 def observe_floor(pt: PointData, cfg: Mapping[str, Any]) -> Estimate:
-    key = ("floor", cfg["curve"], cfg["tail"], cfg["batches"], cfg["max_drift"])
+    key = ("floor", cfg["curve"], cfg["tail"], cfg["batches"], cfg["max_drift"], cfg["floor_atol"])
     if key not in pt.cache:
         curves = pt.curves[cfg["curve"]]
         tail = min(cfg["tail"], curves.shape[1] - 1)
@@ -158,6 +158,7 @@ def observe_decay(pt: PointData, cfg: Mapping[str, Any]) -> Estimate:
         cfg["fit_fraction"],
         cfg["min_window"],
         cfg["max_drift"],
+        cfg["floor_atol"],
     )
     if key not in pt.cache:
         curves = pt.curves[cfg["curve"]]
@@ -190,7 +191,7 @@ def observe_envelope_decay(pt: PointData, cfg: Mapping[str, Any]) -> Estimate:
     normalised floor ``b`` (closer to the floor the excess is dominated by noise): the
     theorem's worst-case rate constant, as opposed to the (faster) early-phase rate.
     """
-    key = ("envelope_decay", cfg["curve"], cfg["tail"], cfg["max_drift"])
+    key = ("envelope_decay", cfg["curve"], cfg["tail"], cfg["max_drift"], cfg["floor_atol"])
     if key not in pt.cache:
         curves = pt.curves[cfg["curve"]]
         floor = observe_floor(pt, cfg).value
@@ -513,74 +514,82 @@ def trend_check(ctx: Context, name: str, cfg: Mapping[str, Any]) -> list[Verdict
     pool = ctx.all_points or ctx.points
     eligible = [pt for pt in pool if not ctx.violations[pt.key] and not pt.divergence()]
     for trend in trends:
-        groups: dict[str, list[PointData]] = defaultdict(list)
-        for pt in eligible:
-            if trend.parameter not in pt.params:
+        param = trend.parameter
+        for label, group in group_by_other_params(eligible, param).items():
+            if len({pt.params[param] for pt in group}) < 2:
                 continue
-            fixed = {k: v for k, v in grid_params(pt).items() if k != trend.parameter}
-            groups[" ".join(f"{k}={v}" for k, v in sorted(fixed.items()))].append(pt)
-        for label, group in sorted(groups.items()):
-            if len({pt.params[trend.parameter] for pt in group}) < 2:
-                continue
+            v = group_verdict(
+                ctx,
+                name,
+                "trend",
+                group[0],
+                param,
+                f"{trend.quantity}~{param}|{label}",
+                f"{trend.quantity} {trend.direction} in {param} at {label}",
+                "slope",
+            )
+            out.append(v)
             members = [pt for pt in group if not unsettled(pt, cfg)]
-            dropped = sorted(str(pt.params[trend.parameter]) for pt in group if unsettled(pt, cfg))
+            dropped = sorted(str(pt.params[param]) for pt in group if unsettled(pt, cfg))
             note = (
-                f"; excluded (floor not reached within the run): {trend.parameter} = "
-                f"{', '.join(dropped)}"
+                f"; excluded (floor not reached within the run): {param} = {', '.join(dropped)}"
                 if dropped
                 else ""
             )
-            if len({pt.params[trend.parameter] for pt in members}) < 2:
-                first = group[0]
-                out.append(
-                    Verdict(
-                        case=ctx.case,
-                        bound=ctx.bound.id,
-                        check=name,
-                        kind="trend",
-                        point_key=f"{trend.quantity}~{trend.parameter}|{label}",
-                        label=f"{trend.quantity} {trend.direction} in {trend.parameter} at {label}",
-                        params={
-                            k: v for k, v in grid_params(first).items() if k != trend.parameter
-                        },
-                        role="test",
-                        status=INCONCLUSIVE,
-                        quantity="slope",
-                        detail=f"fewer than two settled values of {trend.parameter}{note}",
-                    )
-                )
+            if len({pt.params[param] for pt in members}) < 2:
+                v.detail = f"fewer than two settled values of {param}{note}"
                 continue
             xs, ys = [], []
             for pt in members:
                 floors = rep_floors(pt, cfg)
-                xs += [trend.encode(pt.params[trend.parameter])] * len(floors)
+                xs += [trend.encode(pt.params[param])] * len(floors)
                 ys += list(np.log(np.maximum(floors, 1e-300)))
             slope, se, dof, (lo, hi) = slope_with_ci(np.array(xs), np.array(ys))
-            first = members[0]
-            v = Verdict(
-                case=ctx.case,
-                bound=ctx.bound.id,
-                check=name,
-                kind="trend",
-                point_key=f"{trend.quantity}~{trend.parameter}|{label}",
-                label=f"{trend.quantity} {trend.direction} in {trend.parameter} at {label}",
-                params={k: v for k, v in grid_params(first).items() if k != trend.parameter},
-                role="test",
-                status=INCONCLUSIVE,
-                quantity="slope",
-                observed=slope,
-                ci_low=lo,
-                ci_high=hi,
-                allowed=0.0,
-                detail=f"claim: {trend.direction} in {trend.parameter} ({trend.note}); "
-                f"slope of log {trend.quantity} vs "
-                f"{'encoded ' if trend.order else 'log '}{trend.parameter}{note}",
+            v.observed, v.ci_low, v.ci_high, v.allowed = slope, lo, hi, 0.0
+            v.detail = (
+                f"claim: {trend.direction} in {param} ({trend.note}); slope of log "
+                f"{trend.quantity} vs {'encoded ' if trend.order else 'log '}{param}{note}"
             )
             if math.isfinite(se) and se > 0:
                 alt = "greater" if trend.direction == "nonincreasing" else "less"
                 v.p_value = one_sided_p(slope / se, dof, alt)
-            out.append(v)
     return out
+
+
+def group_by_other_params(points: list[PointData], parameter: str) -> dict[str, list[PointData]]:
+    """Points having ``parameter``, grouped by the values of their other grid parameters."""
+    groups: dict[str, list[PointData]] = defaultdict(list)
+    for pt in points:
+        if parameter not in pt.params:
+            continue
+        fixed = {k: v for k, v in grid_params(pt).items() if k != parameter}
+        groups[" ".join(f"{k}={v}" for k, v in sorted(fixed.items()))].append(pt)
+    return dict(sorted(groups.items()))
+
+
+def group_verdict(
+    ctx: Context,
+    name: str,
+    kind: str,
+    pt: PointData,
+    parameter: str,
+    key: str,
+    label: str,
+    quantity: str,
+) -> Verdict:
+    """An (inconclusive until tested) verdict about a group of points varying ``parameter``."""
+    return Verdict(
+        case=ctx.case,
+        bound=ctx.bound.id,
+        check=name,
+        kind=kind,
+        point_key=key,
+        label=label,
+        params={k: v for k, v in grid_params(pt).items() if k != parameter},
+        role="test",
+        status=INCONCLUSIVE,
+        quantity=quantity,
+    )
 
 
 GRID_KEYS: set[str] = set()
