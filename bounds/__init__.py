@@ -4,7 +4,7 @@
 ``bounds.registry()`` lists them all.  No training code lives here.
 """
 
-from . import caron2023, liao2022  # noqa: F401  (registers its bounds)
+from . import caron2023, liao2022, qin2023  # noqa: F401  (registers its bounds)
 from .core import (
     Bound,
     CalibratedForm,

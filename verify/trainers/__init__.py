@@ -75,3 +75,4 @@ def trainers() -> dict[str, Trainer]:
 from . import masked_shallow_family  # noqa: E402,F401  (registers)
 from .node_scaling import NODE_SCALING  # noqa: E402,F401  (registers)
 from .rmda import RMDA  # noqa: E402,F401  (registers)
+from .shifted_relu import SHIFTED_RELU  # noqa: E402,F401  (registers)
