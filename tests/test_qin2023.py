@@ -1,0 +1,277 @@
+"""Shifted ReLU and sublinear activated-neuron identification (arXiv:2307.06565): kernel,
+sparsity formula, sparse == dense step, the case end to end and its negative controls."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from scipy import stats
+
+import bounds
+from bounds.qin2023 import (
+    SPARSITY_EXPONENT,
+    SparseActivation,
+    finite_width_kernel,
+    pair_tail_probability,
+    shifted_relu_kernel,
+    tail_probability,
+    threshold,
+)
+from verify.case import load
+from verify.checks import CHECKS
+from verify.checks.convergence import Context
+from verify.checks.verdict import FAIL, PASS, PointData
+from verify.data import sphere
+from verify.evaluate import _finalise, evaluate, point_data
+from verify.grid import expand
+from verify.runner import run_case
+from verify.store import read_points
+from verify.trainers import shifted_relu as sr
+
+from .conftest import ROOT, write_case
+
+BOUND = bounds.get("qin2023.sparse_activation")
+CASE = ROOT / "cases" / "qin2023_sparse_activation.toml"
+SMALL = settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory: pytest.TempPathFactory, global_seed: int):
+    """The case in quick mode, trained once (seed shifted by the global seed)."""
+    tmp = tmp_path_factory.mktemp("qin2023")
+    text = CASE.read_text().replace(
+        'name = "qin2023_sparse_activation"',
+        f'name = "qin2023_sparse_activation"\nseed = {global_seed}',
+        1,
+    )
+    case = load(write_case(tmp / "case.toml", text)).with_quick()
+    run = run_case(case, tmp / "results", executor="process", jobs=2, show_progress=False)
+    points = expand(case)
+    results = read_points(run.directory, [p.key for p in points])
+    data_params = json.loads((run.directory / "case.json").read_text())["data_params"]
+    yield case, run, points, results, data_params
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- the bound
+@pytest.mark.parametrize("b", [0.0, 0.7, 1.5, 2.04])
+@pytest.mark.parametrize("rho", [-0.999, -0.6, -0.1, 0.0, 0.3, 0.8, 0.999])
+def test_pair_tail_probability_matches_the_bivariate_normal_cdf(b, rho):
+    exact = stats.multivariate_normal(cov=[[1.0, rho], [rho, 1.0]]).cdf([-b, -b])
+    assert pair_tail_probability(b, np.array(rho)) == pytest.approx(exact, abs=2e-6)
+
+
+def test_pair_tail_probability_limits():
+    b = 1.3
+    sf = tail_probability(b)
+    np.testing.assert_allclose(pair_tail_probability(b, np.array([1.0, 0.0])), [sf, sf**2])
+    assert pair_tail_probability(b, np.array(-1.0)) == 0.0
+
+
+def test_kernel_matches_monte_carlo(rng):
+    """``H^b`` is the mean of the finite-width Gram matrix over ``w ~ N(0, I)``."""
+    X, _ = sphere(6, 5, rng)
+    b = threshold(4096)
+    target = shifted_relu_kernel(X, b)
+    np.testing.assert_allclose(np.diag(target), tail_probability(b))
+    assert np.linalg.eigvalsh(target)[0] > 0
+    wide = finite_width_kernel(X, rng.standard_normal((400_000, 5)), b)
+    assert np.abs(wide - target).max() < 5 * math.sqrt(tail_probability(b) / 400_000)
+
+
+@given(st.integers(2, 10**12))
+def test_active_fraction_bound_holds_at_every_width(m):
+    """``Phi-bar(sqrt(0.4 log m)) <= exp(-b^2 / 2) = m^(-1/5)``."""
+    assert tail_probability(threshold(m)) <= m**SPARSITY_EXPONENT * (1 + 1e-12)
+
+
+def test_active_fraction_formula_and_reference_values(rng):
+    assert SPARSITY_EXPONENT == -0.2
+    assert tail_probability(threshold(256)) == pytest.approx(0.0682, abs=5e-5)
+    assert tail_probability(threshold(16384)) == pytest.approx(0.0244, abs=5e-5)
+    X, _ = sphere(4, 8, rng)
+    m = 200_000
+    b = threshold(m)
+    fraction = (X @ rng.standard_normal((m, 8)).T > b).mean()
+    assert fraction == pytest.approx(tail_probability(b), abs=4 * math.sqrt(0.02 / (4 * m)))
+
+
+def test_preconditions_and_predictions():
+    params = {"m": 1024, "threshold_coef": 0.4, "lambda_b": 0.03, "eta": 6.0, "n": 16, "d": 16}
+    assert BOUND.preconditions(params) == []
+    pred = BOUND.predict(params)
+    assert pred.get("active_fraction") == pytest.approx(tail_probability(threshold(1024)))
+    assert pred.get("active_fraction_bound") == pytest.approx(0.25)
+    assert pred.get("active_count_bound") == pytest.approx(512.0)
+    assert pred.floor == 0.0 and pred.rate is None  # the rate needs calibration
+    bad = BOUND.preconditions(
+        params
+        | {
+            "threshold_coef": 0.3,
+            "input_norm_error": 1e-3,
+            "step_margin0": 0.9,
+            "lambda_min_H0": 0.01,
+            "lambda_b": 0.03,
+        }
+    )
+    assert len(bad) == 4
+    assert BOUND.preconditions(params | {"lambda_b": 0.0})
+    assert BOUND.requirements(params)["width_gap_at_least"] > 1e3
+    with pytest.raises(ValueError, match="m >= 2"):
+        threshold(1)
+
+
+# --------------------------------------------------------------------------- the sparse step
+@SMALL
+@given(
+    n=st.integers(1, 6),
+    d=st.integers(1, 6),
+    m=st.integers(2, 400),
+    coef=st.sampled_from([0.0001, 0.1, 0.4, 1.0]),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_sparse_step_equals_dense_step(n, d, m, coef, seed):
+    """The index returns exactly the activated pairs, before and after steps, and the
+    sparse residual and gradient equal the dense ones."""
+    rng = np.random.default_rng(seed)
+    X, y = sphere(n, d, rng)
+    W = rng.standard_normal((m, d))
+    a = rng.choice([-1.0, 1.0], size=m)
+    b = threshold(m, coef)
+    index = sr.ActiveNeuronIndex(X, W, b)
+    for i in range(n):
+        assert set(index.initial(i)) == set(np.flatnonzero(X[i] @ W.T > b))
+    for _ in range(3):
+        residual, rows, grad = sr.sparse_step(index, W, a, y)
+        dense_residual, dense_grad, S = sr.dense_step(X, W, a, y, b)
+        assert set(rows) == set(np.flatnonzero(S.any(axis=1)))
+        full = np.zeros_like(W)
+        full[rows] = grad
+        np.testing.assert_allclose(residual, dense_residual, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(full, dense_grad, rtol=1e-12, atol=1e-12)
+        W[rows] -= 2.0 * grad
+        index.update(W)
+
+
+def test_trainer_logs_converges_and_detects_divergence(rng):
+    X, y = sphere(8, 8, rng)
+    (out,) = sr.train(X, y, [rng], m=2048, eta=6.0, steps=120)
+    assert out.curves["loss"].shape == (121,) == out.curves["active_count"].shape
+    assert out.curves["loss"][-1] < 1e-6 * out.curves["loss"][0]
+    s = out.scalars
+    assert s["diverged_round"] == -1 and s["gradient_mismatch"] < 1e-12
+    assert s["trajectory_mismatch"] < 1e-10 and s["step_margin0"] > 1
+    assert out.curves["touched"][0] == s["touched_max"] < 2048  # the candidates only shrink
+    assert np.all(np.diff(out.curves["touched"]) <= 0)
+    (bad,) = sr.train(X, y, [rng], m=2048, eta=500.0, steps=50)
+    assert bad.scalars["diverged_round"] >= 0
+    assert np.isnan(bad.curves["loss"][int(bad.scalars["diverged_round"]) :]).all()
+    with pytest.raises(ValueError, match="variant"):
+        sr.train(X, y, [rng], m=64, eta=1.0, steps=2, variant="other")
+
+
+def test_trainer_is_reproducible_from_its_generators():
+    X, y = sphere(6, 6, np.random.default_rng(0))
+    first, second = (
+        sr.train(X, y, [np.random.default_rng(5)], m=300, eta=4.0, steps=20) for _ in range(2)
+    )
+    np.testing.assert_array_equal(first[0].curves["loss"], second[0].curves["loss"])
+
+
+# --------------------------------------------------------------------------- the case
+def test_quick_case_passes_end_to_end(quick_run):
+    case, run, *_ = quick_run
+    verdicts = run.evaluation.verdicts
+    assert not run.evaluation.failed, [v.detail for v in verdicts if v.status == FAIL]
+    counted = {v.check for v in verdicts if v.counted and v.status == PASS}
+    assert counted == set(case.checks)
+    (slope,) = [v for v in verdicts if v.check == "sparsity_exponent"]
+    assert slope.ci_high < -0.2  # the fitted exponent is below -1/5 with its CI
+
+
+def test_report_has_a_figure_per_generic_check(quick_run):
+    from reports.figures import case_figures
+    from reports.store import load_case
+
+    case, run, *_ = quick_run
+    blocks = {b.title: b for b in case_figures(load_case(run.directory))}
+    for name, cfg in case.checks.items():
+        if cfg["kind"] in ("bound", "scaling"):
+            (block,) = [b for t, b in blocks.items() if f": {name} — " in t]
+            assert not block.skipped, block.caption
+
+
+def checks_on(case, pts, names, bound=BOUND):
+    """Run the named checks of the case on point data (every point tested)."""
+    ctx = Context(
+        case.name,
+        bound,
+        pts,
+        {pt.key: "test" for pt in pts},
+        {pt.key: bound.preconditions(pt.params) for pt in pts},
+        {},
+        {},
+        {},
+        case.false_alarm,
+    )
+    out = []
+    for name in names:
+        out += CHECKS[case.checks[name]["kind"]].run(ctx, name, case.checks[name])
+    _finalise(out, case.false_alarm)
+    return out
+
+
+def test_wrong_exponent_fails(quick_run):
+    """A bound m^(-1/2) instead of m^(-1/5): the CLI perturbation and a wrong bound fail."""
+    case, _, points, results, data_params = quick_run
+    ev = evaluate(case, points, results, data_params, {"active_fraction_exponent": 2.5})
+    assert ev.failed
+    (slope,) = [v for v in ev.verdicts if v.check == "sparsity_exponent"]
+    assert slope.status == FAIL and slope.predicted == pytest.approx(-0.5)
+
+    class HalfExponent(SparseActivation):
+        def prediction_from(self, params, values, calibrated):
+            pred = super().prediction_from(params, values, calibrated)
+            pred.extra["active_fraction_bound"] = params["m"] ** -0.5
+            pred.extra["active_fraction_exponent"] = -0.5
+            return pred
+
+    pdata = point_data(case, points, results, data_params)
+    verdicts = checks_on(case, pdata, ["sparsity_bound", "sparsity_exponent"], HalfExponent())
+    assert all(v.status == FAIL for v in verdicts if v.check == "sparsity_exponent")
+    assert sum(v.status == FAIL for v in verdicts if v.check == "sparsity_bound") >= 6
+
+
+def test_too_small_active_count_bound_fails(quick_run):
+    case, _, points, results, data_params = quick_run
+    ev = evaluate(case, points, results, data_params, {"active_count_bound": 0.05})
+    counts = [v for v in ev.verdicts if v.check == "active_count"]
+    assert ev.failed and all(v.status == FAIL for v in counts)
+
+
+def test_trainer_dropping_activated_neurons_fails(global_seed):
+    """A query that loses activated neurons: the sparse step is no longer the dense one,
+    the trajectories part and the loss stalls."""
+    case = load(CASE)
+    X, y = sphere(16, 16, np.random.default_rng(global_seed))
+    pts = []
+    for m in (512, 2048):
+        params = case.base | {"m": m, "steps": 120}
+        rngs = [np.random.default_rng([global_seed, m, r]) for r in range(3)]
+        out = sr.run(params, X, y, rngs, variant="drop_active")
+        curves = {k: np.stack([o.curves[k] for o in out]) for k in out[0].curves}
+        scalars = {k: np.array([o.scalars[k] for o in out]) for k in out[0].scalars}
+        pt = PointData(f"m{m}", f"m={m}", params | sr.data_params(X, y), curves, scalars, {})
+        pt.cache["grid_keys"] = set(case.trainer.grid_keys)
+        pts.append(pt)
+    verdicts = checks_on(case, pts, ["sparse_gradient", "sparse_trajectory", "floor"])
+    assert {v.check for v in verdicts} == {"sparse_gradient", "sparse_trajectory", "floor"}
+    assert all(v.status == FAIL for v in verdicts), [(v.check, v.status) for v in verdicts]
