@@ -275,3 +275,12 @@ def test_trainer_dropping_activated_neurons_fails(global_seed):
     verdicts = checks_on(case, pts, ["sparse_gradient", "sparse_trajectory", "floor"])
     assert {v.check for v in verdicts} == {"sparse_gradient", "sparse_trajectory", "floor"}
     assert all(v.status == FAIL for v in verdicts), [(v.check, v.status) for v in verdicts]
+
+
+def test_too_fast_rate_fails(quick_run):
+    """The calibrated rate can fail: a decay six times the calibrated prediction fails on
+    the held-out widths (quick mode: three repetitions; the full case detects a factor 2)."""
+    case, _, points, results, data_params = quick_run
+    ev = evaluate(case, points, results, data_params, {"rate": 6.0})
+    rates = [v for v in ev.verdicts if v.check == "rate" and v.role == "held-out"]
+    assert ev.failed and sum(v.status == FAIL for v in rates) >= len(rates) // 2

@@ -26,7 +26,10 @@ at the sparse trajectory's weights: the claim, independent of the index) and ``t
 (neurons the sparse step processed); scalars ``active_fraction0`` (mean over inputs of the
 activated fraction at init), ``active_fraction0_max``, ``tail_probability`` (``Phi-bar(b)``),
 ``threshold``, ``gradient_mismatch``, ``trajectory_mismatch``, ``touched_max``, ``lambda_b``
-(analytic ``lambda_min(H^b)``), ``lambda_min_H0``, ``step_margin0`` (``1 / (eta
+(analytic ``lambda_min(H^b)``), ``lambda_min_H0`` (of the repetition's ``H(0)``),
+``lambda_min_H0_gmean`` (the geometric mean of ``lambda_min_H0`` over the point's
+repetitions, the same in each: the typical kernel the mean decay of the rate check is
+compared with), ``step_margin0`` (``1 / (eta
 lambda_max(H(0)))``), ``max_movement`` and ``diverged_round`` (first step whose loss is not
 finite or above :data:`DIVERGENCE_FACTOR` times the initial loss, -1 if none; training
 stops there and later entries are NaN).
@@ -263,12 +266,17 @@ def train(
         raise ValueError(f"m must be >= 2 (b = sqrt(coef log m) > 0), got {m}")
     X = np.asarray(X, dtype=float)
     y = np.asarray(y, dtype=float)
-    return [
+    outputs = [
         train_one(
             X, y, rng, m=m, threshold_coef=threshold_coef, eta=eta, steps=steps, variant=variant
         )
         for rng in rngs
     ]
+    eigs = np.array([out.scalars["lambda_min_H0"] for out in outputs])
+    typical = float(np.exp(np.mean(np.log(eigs)))) if np.all(eigs > 0) else math.nan
+    for out in outputs:
+        out.scalars["lambda_min_H0_gmean"] = typical
+    return outputs
 
 
 def run(
@@ -303,6 +311,6 @@ SHIFTED_RELU = register(
         run=run,
         memory_bytes=memory_bytes,
         grid_sections=("model", "training"),
-        measured_params=("lambda_b", "lambda_min_H0", "step_margin0"),
+        measured_params=("lambda_b", "lambda_min_H0", "lambda_min_H0_gmean", "step_margin0"),
     )
 )
