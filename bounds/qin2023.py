@@ -58,7 +58,7 @@ DELTA = 0.1
 WIDTH_NOTE = (
     "the paper's width requirement (polynomial in n, 1/lambda_b and log(1/delta), with "
     "unspecified constants) is far above feasible widths -- already its first step, the "
-    "concentration of H(0) around H^b, needs m ~ 1e8 here (requirements()); finite-width "
+    "concentration of H(0) around H^b, needs m > 1e7 here (requirements()); finite-width "
     "effects are screened by the measured kernel at initialisation"
 )
 
@@ -133,7 +133,7 @@ RATE_FORM = LogLinearForm(
 @register
 class SparseActivation(Bound):
     """Sparse activation at initialisation and during training, exactness of the sparse
-    step, and linear convergence at a rate proportional to ``eta lambda_b``."""
+    step, and linear convergence at a rate proportional to ``eta lambda_min(H(0))``."""
 
     id = "qin2023.sparse_activation"
     source = Source(
@@ -194,9 +194,14 @@ class SparseActivation(Bound):
     def requirements(self, params: Params) -> dict[str, float]:
         """A necessary width: ``H(0)`` within ``lambda_b / 4`` of ``H^b`` (Hoeffding and a
         union bound over the entries, :func:`bounds.ntk.init_kernel_width`); the paper's
-        requirement is larger still."""
+        requirement is larger still.  Without the measured ``lambda_b`` its upper bound
+        ``Phi-bar(b)`` (the kernel's diagonal) is used: the width needed is at least that."""
         lam = params.get("lambda_b")
-        if not lam or lam <= 0:
+        if lam is None:
+            lam = tail_probability(
+                threshold(params["m"], params.get("threshold_coef", THRESHOLD_COEF))
+            )
+        if not lam > 0:
             return {}
         need = init_kernel_width(int(params["n"]), lam, DELTA)
         return {"width_required_at_least": need, "width_gap_at_least": need / params["m"]}
