@@ -33,6 +33,30 @@ def write_case(path: Path, text: str) -> Path:
     return path
 
 
+def quick_case_run(path: Path, tmp_path_factory: pytest.TempPathFactory, global_seed: int):
+    """Train a case file in quick mode once, its seed shifted by the global seed.
+
+    Yields ``(case, run, points, results, data_params)``; removes the results afterwards.
+    """
+    import json
+
+    from verify.case import load
+    from verify.grid import expand
+    from verify.runner import run_case
+    from verify.store import read_points
+
+    name = load(path).name
+    tmp = tmp_path_factory.mktemp(name)
+    text = path.read_text().replace(f'name = "{name}"', f'name = "{name}"\nseed = {global_seed}', 1)
+    case = load(write_case(tmp / "case.toml", text)).with_quick()
+    run = run_case(case, tmp / "results", executor="process", jobs=2, show_progress=False)
+    points = expand(case)
+    results = read_points(run.directory, [p.key for p in points])
+    data_params = json.loads((run.directory / "case.json").read_text())["data_params"]
+    yield case, run, points, results, data_params
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory: pytest.TempPathFactory, global_seed: int):
     """The smoke case trained once per session (seed shifted by the global seed)."""

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import shutil
-
 import numpy as np
 import pytest
 
@@ -16,12 +13,9 @@ from verify.checks.convergence import Context
 from verify.checks.verdict import FAIL, PASS, PointData
 from verify.data import sphere
 from verify.evaluate import _finalise, evaluate, point_data
-from verify.grid import expand
-from verify.runner import run_case
-from verify.store import read_points
 from verify.trainers import node_scaling as ns
 
-from .conftest import ROOT, write_case
+from .conftest import ROOT, quick_case_run
 
 BOUND = bounds.get("caron2023.node_scaling")
 CASE = ROOT / "cases" / "caron2023_node_scaling.toml"
@@ -30,19 +24,7 @@ CASE = ROOT / "cases" / "caron2023_node_scaling.toml"
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory: pytest.TempPathFactory, global_seed: int):
     """The case in quick mode, trained once (seed shifted by the global seed)."""
-    tmp = tmp_path_factory.mktemp("caron2023")
-    text = CASE.read_text().replace(
-        'name = "caron2023_node_scaling"',
-        f'name = "caron2023_node_scaling"\nseed = {global_seed}',
-        1,
-    )
-    case = load(write_case(tmp / "case.toml", text)).with_quick()
-    run = run_case(case, tmp / "results", executor="process", jobs=2, show_progress=False)
-    points = expand(case)
-    results = read_points(run.directory, [p.key for p in points])
-    data_params = json.loads((run.directory / "case.json").read_text())["data_params"]
-    yield case, run, points, results, data_params
-    shutil.rmtree(tmp, ignore_errors=True)
+    yield from quick_case_run(CASE, tmp_path_factory, global_seed)
 
 
 # --------------------------------------------------------------------------- model

@@ -3,9 +3,7 @@ sparsity formula, sparse == dense step, the case end to end and its negative con
 
 from __future__ import annotations
 
-import json
 import math
-import shutil
 
 import numpy as np
 import pytest
@@ -29,12 +27,9 @@ from verify.checks.convergence import Context
 from verify.checks.verdict import FAIL, PASS, PointData
 from verify.data import sphere
 from verify.evaluate import _finalise, evaluate, point_data
-from verify.grid import expand
-from verify.runner import run_case
-from verify.store import read_points
 from verify.trainers import shifted_relu as sr
 
-from .conftest import ROOT, write_case
+from .conftest import ROOT, quick_case_run
 
 BOUND = bounds.get("qin2023.sparse_activation")
 CASE = ROOT / "cases" / "qin2023_sparse_activation.toml"
@@ -46,19 +41,7 @@ SMALL = settings(
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory: pytest.TempPathFactory, global_seed: int):
     """The case in quick mode, trained once (seed shifted by the global seed)."""
-    tmp = tmp_path_factory.mktemp("qin2023")
-    text = CASE.read_text().replace(
-        'name = "qin2023_sparse_activation"',
-        f'name = "qin2023_sparse_activation"\nseed = {global_seed}',
-        1,
-    )
-    case = load(write_case(tmp / "case.toml", text)).with_quick()
-    run = run_case(case, tmp / "results", executor="process", jobs=2, show_progress=False)
-    points = expand(case)
-    results = read_points(run.directory, [p.key for p in points])
-    data_params = json.loads((run.directory / "case.json").read_text())["data_params"]
-    yield case, run, points, results, data_params
-    shutil.rmtree(tmp, ignore_errors=True)
+    yield from quick_case_run(CASE, tmp_path_factory, global_seed)
 
 
 # --------------------------------------------------------------------------- the bound
