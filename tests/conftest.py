@@ -33,6 +33,24 @@ def write_case(path: Path, text: str) -> Path:
     return path
 
 
+def context_all_tested(name: str, bound, points, alpha: float, perturb=None):
+    """A check context where every point is tested (no calibration), with the bound's own
+    preconditions screening the points."""
+    from verify.checks.convergence import Context
+
+    return Context(
+        name,
+        bound,
+        points,
+        {pt.key: "test" for pt in points},
+        {pt.key: bound.preconditions(pt.params) for pt in points},
+        {},
+        {},
+        perturb or {},
+        alpha,
+    )
+
+
 def quick_case_run(path: Path, tmp_path_factory: pytest.TempPathFactory, global_seed: int):
     """Train a case file in quick mode once, its seed shifted by the global seed.
 

@@ -9,13 +9,12 @@ import bounds
 from bounds.caron2023 import node_scalings, theta_infinity
 from verify.case import load
 from verify.checks import CHECKS
-from verify.checks.convergence import Context
 from verify.checks.verdict import FAIL, PASS, PointData
 from verify.data import sphere
 from verify.evaluate import _finalise, evaluate, point_data
 from verify.trainers import node_scaling as ns
 
-from .conftest import ROOT, quick_case_run
+from .conftest import ROOT, context_all_tested, quick_case_run
 
 BOUND = bounds.get("caron2023.node_scaling")
 CASE = ROOT / "cases" / "caron2023_node_scaling.toml"
@@ -179,17 +178,7 @@ def test_perturbed_kernel_bound_fails(quick_run):
 
 
 def scaling_verdicts(case, pts, check):
-    ctx = Context(
-        case.name,
-        BOUND,
-        pts,
-        {pt.key: "test" for pt in pts},
-        {pt.key: BOUND.preconditions(pt.params) for pt in pts},
-        {},
-        {},
-        {},
-        case.false_alarm,
-    )
+    ctx = context_all_tested(case.name, BOUND, pts, case.false_alarm)
     out = CHECKS["scaling"].run(ctx, check, case.checks[check])
     _finalise(out, case.false_alarm)
     return out

@@ -14,10 +14,11 @@ import pytest
 from bounds.core import Bound, Prediction, Source, Tightness
 from verify.case import _validate_checks
 from verify.checks import CHECKS
-from verify.checks.convergence import Context
 from verify.checks.verdict import PointData
 from verify.evaluate import _finalise
 from verify.schema import CaseError
+
+from .conftest import context_all_tested
 
 ALPHA = 0.01
 
@@ -63,17 +64,7 @@ def make_points(rng, widths=(256, 1024, 4096, 16384), reps=6, slope=-0.2, noise=
 
 def run_check(points, cfg, bound=None, perturb=None):
     bound = bound or PowerLaw()
-    ctx = Context(
-        "synthetic",
-        bound,
-        points,
-        {pt.key: "test" for pt in points},
-        {pt.key: [] for pt in points},
-        {},
-        {},
-        perturb or {},
-        ALPHA,
-    )
+    ctx = context_all_tested("synthetic", bound, points, ALPHA, perturb)
     ((name, full),) = _validate_checks({"c": cfg}).items()
     verdicts = CHECKS[full["kind"]].run(ctx, name, full)
     _finalise(verdicts, ALPHA)

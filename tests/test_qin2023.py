@@ -23,13 +23,12 @@ from bounds.qin2023 import (
 )
 from verify.case import load
 from verify.checks import CHECKS
-from verify.checks.convergence import Context
 from verify.checks.verdict import FAIL, PASS, PointData
 from verify.data import sphere
 from verify.evaluate import _finalise, evaluate, point_data
 from verify.trainers import shifted_relu as sr
 
-from .conftest import ROOT, quick_case_run
+from .conftest import ROOT, context_all_tested, quick_case_run
 
 BOUND = bounds.get("qin2023.sparse_activation")
 CASE = ROOT / "cases" / "qin2023_sparse_activation.toml"
@@ -194,17 +193,7 @@ def test_report_has_a_figure_per_generic_check(quick_run):
 
 def checks_on(case, pts, names, bound=BOUND):
     """Run the named checks of the case on point data (every point tested)."""
-    ctx = Context(
-        case.name,
-        bound,
-        pts,
-        {pt.key: "test" for pt in pts},
-        {pt.key: bound.preconditions(pt.params) for pt in pts},
-        {},
-        {},
-        {},
-        case.false_alarm,
-    )
+    ctx = context_all_tested(case.name, bound, pts, case.false_alarm)
     out = []
     for name in names:
         out += CHECKS[case.checks[name]["kind"]].run(ctx, name, case.checks[name])

@@ -12,10 +12,11 @@ from hypothesis.extra.numpy import arrays
 
 import bounds
 from verify.checks import CHECKS
-from verify.checks.convergence import Context
 from verify.checks.verdict import FAIL, PASS, PointData
 from verify.evaluate import _finalise
 from verify.trainers import rmda
+
+from .conftest import context_all_tested
 
 DATA = {"n": 2000, "d": 40, "k": 3, "informative": 8, "signal": 1.5}
 TRAINING = {
@@ -53,17 +54,7 @@ def point(outputs: list[rmda.RunOutput]) -> PointData:
 def verdicts(outputs: list[rmda.RunOutput], kind: str, **cfg):
     bound = bounds.get("huang2022.rmda_identification")
     pt = point(outputs)
-    ctx = Context(
-        "test",
-        bound,
-        [pt],
-        {"p0": "test"},
-        {"p0": bound.preconditions(pt.params)},
-        {},
-        {},
-        {},
-        0.01,
-    )
+    ctx = context_all_tested("test", bound, [pt], 0.01)
     spec = CHECKS[kind]
     full = {k: s.default for k, s in spec.params.items()} | cfg
     out = spec.run(ctx, kind, full)
