@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from reports.store import CaseResults
+from reports.store import FLOAT_COLUMNS, CaseResults
 from reports.summary import FAIL, INCONCLUSIVE, OUTSIDE, bound_ids, counted, fmt, fmt_ci
 
 
@@ -80,22 +80,8 @@ def failure_message(row: pd.Series) -> str:
 
 def _evidence(row: pd.Series) -> str:
     fields = (
-        "kind",
-        "quantity",
-        "role",
-        "status",
-        "observed",
-        "ci_low",
-        "ci_high",
-        "predicted",
-        "allowed",
-        "slack",
-        "p_value",
-        "p_adjusted",
-        "predicted_rate",
-        "predicted_floor",
-        "detail",
-        "params_json",
-        "point_key",
+        ("kind", "quantity", "role", "status")
+        + FLOAT_COLUMNS
+        + ("detail", "params_json", "point_key")
     )
     return "\n".join(f"{f}: {fmt(row[f], 6)}" for f in fields)

@@ -30,7 +30,8 @@ KNOWN_COLUMNS = BOOKKEEPING | {
     "max_movement",
 }
 
-_FLOAT_COLUMNS = (
+#: numeric columns of a verdict row (evidence, in display order)
+FLOAT_COLUMNS = (
     "observed",
     "ci_low",
     "ci_high",
@@ -140,7 +141,7 @@ def _read_points(directory: Path, meta: dict[str, Any]) -> pd.DataFrame:
 
 def _read_verdicts(path: Path, case: str) -> pd.DataFrame:
     frame = pd.read_parquet(path) if path.is_file() else pd.DataFrame()
-    for col in _FLOAT_COLUMNS:
+    for col in FLOAT_COLUMNS:
         frame[col] = (
             pd.to_numeric(frame[col], errors="coerce").astype(float) if col in frame else math.nan
         )
