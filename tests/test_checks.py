@@ -167,6 +167,20 @@ def test_mutate_catches_every_wrong_bound(smoke_run):
     assert not missed, missed
 
 
+def test_mutate_catches_every_broken_trainer(smoke_run):
+    """Each broken trainer (no averaging, masks ignored, no 1/xi rescaling) is retrained on
+    the smoke grid and rejected by at least one check of the true bound."""
+    from verify.mutants import MUTANTS, mutate
+
+    case, run = smoke_run
+    trainer_mutants = [m.name for m in MUTANTS if m.trainer is not None]
+    results = mutate(case, run.directory.parent, trainer_mutants)
+    caught = {r.mutant.name: sorted(r.failures) for r in results}
+    assert all(caught.values()), caught
+    # averaging back is what the form checks see: summed copies take steps p*xi too large
+    assert {"envelope_form", "rate_form"} & set(caught["no_averaging"]), caught
+
+
 def test_a_tail_still_falling_is_not_taken_for_the_floor(rng):
     """Floor, rate and trend verdicts need a settled tail: a loss still decaying through
     the tail window is 'floor not reached' (inconclusive), a noisy stationary one is not."""
@@ -183,3 +197,76 @@ def test_a_tail_still_falling_is_not_taken_for_the_floor(rng):
     assert not np.isfinite(observe_floor(falling, cfg).value)
     assert unsettled(settled, cfg) == "" and np.isfinite(observe_floor(settled, cfg).value)
     assert unsettled(to_zero, cfg) == ""  # below floor_atol: converging to zero is settled
+
+
+@pytest.mark.parametrize("kind", ["envelope", "rate", "floor", "bound"])
+def test_a_diverged_run_fails_its_check_or_is_outside_the_hypotheses(kind, rng):
+    """A repetition that diverged (NaN from round 30 on) is never dropped: inside the
+    theorem's hypotheses it fails the check, naming the round; with a step size the
+    theorem excludes it is outside-hypotheses."""
+    import bounds
+    from verify.case import _validate_checks
+    from verify.checks import CHECKS
+    from verify.checks.verdict import PointData
+    from verify.evaluate import _finalise
+
+    from .conftest import context_all_tested
+
+    def point(key, eta):
+        loss = 0.5 * 0.9 ** np.arange(101)[None, :] + 0.01 * (1 + 0.1 * rng.random((3, 101)))
+        loss[1, 30:] = np.nan
+        params = {"eta": eta, "xi": 0.5, "p": 2, "tau": 1, "m": 100, "kappa": 1.0}
+        params |= {"n": 8, "lambda0": 0.1, "lambda_max": 1.0}
+        scalars = {"diverged_round": np.array([-1.0, 30.0, -1.0]), "loss_last": loss[:, -1]}
+        return PointData(key, key, params, {"loss": loss}, scalars, cache={"grid_keys": {"eta"}})
+
+    inside, outside = point("inside", 0.05), point("outside", 5.0)
+    bound = bounds.get("liao2022.theorem1")
+    cfg = {"statistic": "loss_last", "quantity": "floor"} if kind == "bound" else {}
+    (name, cfg), *_ = _validate_checks({kind: {"kind": kind, **cfg}}).items()
+    verdicts = CHECKS[kind].run(context_all_tested("c", bound, [inside, outside], 0.01), name, cfg)
+    _finalise(verdicts, 0.01)
+    status = {v.point_key: v for v in verdicts}
+    assert status["inside"].status == "fail" and status["inside"].counted
+    assert "repetition 1 diverged at round 30" in status["inside"].detail
+    assert status["outside"].status == "outside-hypotheses" and not status["outside"].counted
+
+
+def test_a_mutant_identical_on_the_grid_is_reported_equivalent_not_missed(tmp_path):
+    """With p = 1 no neuron is in two surrogates: summing or averaging its copies is the
+    same computation, and theta = 1 - (1 - xi)^p equals p * xi.  Mutant trainers share the
+    case's seeds, so the results are bit-identical and the mutants are equivalent."""
+    from verify.case import load
+    from verify.mutants import mutate
+
+    from .conftest import write_case
+
+    text = """
+name = "dropout_only"
+bounds = ["liao2022.theorem1"]
+repetitions = 2
+[data]
+n = 6
+d = 3
+[model]
+m = 60
+[training]
+eta = 0.05
+rounds = 60
+[masking]
+xi = 0.5
+p = 1
+[grid]
+tau = [1, 2, 3, 4]
+[checks.rate]
+[checks.floor]
+tail = 10
+"""
+    case = load(write_case(tmp_path / "c.toml", text))
+    results = {
+        r.mutant.name: r
+        for r in mutate(case, tmp_path / "r", ["no_averaging", "wrong_theta", "rate_too_fast"])
+    }
+    assert results["no_averaging"].equivalent and not results["no_averaging"].missed
+    assert results["wrong_theta"].equivalent and not results["wrong_theta"].missed
+    assert not results["rate_too_fast"].equivalent

@@ -52,16 +52,30 @@ def test_resume_skips_finished_points(tmp_path):
     )
 
 
+OUTPUTS = ("loss", "lambda_min_H0", "max_movement", "seed")
+
+
+def assert_same_numbers(a: pd.DataFrame, b: pd.DataFrame) -> None:
+    for col in OUTPUTS:
+        if col == "loss":
+            assert a[col].map(list).tolist() == b[col].map(list).tolist()
+        else:
+            assert a[col].tolist() == b[col].tolist(), col
+
+
 def test_serial_and_process_runs_are_bit_identical(tmp_path):
     case = load(write_case(tmp_path / "c.toml", TINY))
     serial = frames(run_case(case, tmp_path / "a", "serial", show_progress=False))
     parallel = frames(run_case(case, tmp_path / "b", "process", jobs=2, show_progress=False))
-    for col in ("loss", "lambda_min_H0", "max_movement"):
-        assert (
-            serial[col].map(list).tolist() == parallel[col].map(list).tolist()
-            if col == "loss"
-            else serial[col].tolist() == parallel[col].tolist()
-        )
+    assert_same_numbers(serial, parallel)
+
+
+def test_dask_run_is_bit_identical_to_serial(tmp_path):
+    pytest.importorskip("dask.distributed", reason="the dask extra is not installed")
+    case = load(write_case(tmp_path / "c.toml", TINY))
+    serial = frames(run_case(case, tmp_path / "a", "serial", show_progress=False))
+    dask = frames(run_case(case, tmp_path / "b", "dask", jobs=2, show_progress=False))
+    assert_same_numbers(serial, dask)
 
 
 def test_seeds_depend_on_point_parameters_not_position(tmp_path):

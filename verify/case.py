@@ -57,11 +57,14 @@ class Case:
     calibration: dict[str, Any]
     checks: dict[str, dict[str, Any]]
     quick: dict[str, Any] = field(default_factory=dict)
+    #: the name seeds derive from when not ``name``: a variant of a case (a mutant trainer)
+    #: keeps the original's data, initialisations and masks (common random numbers)
+    seed_name: str = ""
 
     @property
     def seed_entropy(self) -> int:
         """The case's contribution to every seed: its name and its ``seed``."""
-        digest = hashlib.sha256(f"{self.name}\0{self.seed}".encode()).digest()
+        digest = hashlib.sha256(f"{self.seed_name or self.name}\0{self.seed}".encode()).digest()
         return int.from_bytes(digest[:16], "little")
 
     def with_quick(self) -> Case:
@@ -183,6 +186,13 @@ def _validate(raw: dict[str, Any], path: Path) -> Case:
         _table(raw.get("calibration", {}), "calibration"), flat_specs
     )
     checks = _validate_checks(_table(raw.get("checks", {}), "checks"))
+    calibrated = sorted({q for b in bound_ids for q in bounds.get(b).forms})
+    for name, cfg in checks.items():
+        if cfg["kind"] == "form" and cfg["quantity"] not in calibrated:
+            raise CaseError(
+                f"checks.{name}.quantity: {cfg['quantity']!r} is not a calibrated form of "
+                f"{bound_ids}; allowed: {calibrated}"
+            )
 
     quick = {}
     for key, v in _table(raw.get("quick", {}), "quick").items():

@@ -20,6 +20,7 @@ PERTURBABLE = {
     "floor": "multiply the predicted floor by this factor",
     "rate": "raise the predicted per-round contraction to this power",
     "trend": "-1 reverses every claimed trend",
+    "form": "multiply the scatter a calibrated form may have around its fit (max_log_sd)",
 }
 
 
@@ -150,18 +151,26 @@ def cmd_mutate(args: argparse.Namespace) -> int:
             raise CaseError(
                 f"--only: unknown mutants {sorted(unknown)}; known: {[m.name for m in MUTANTS]}"
             )
-    missed = 0
+    caught_somewhere: dict[str, bool] = {}
     for case in cases:
         print(f"{case.name}: mutation testing")
         for r in mutate(case, Path(args.out), names, args.quick):
             checks = (
                 ", ".join(f"{k}: {v}" for k, v in sorted(r.failures.items())) or "no check failed"
             )
-            print(
-                f"  {'CAUGHT' if r.caught else 'MISSED'}  {r.mutant.name:16s} {r.mutant.description} [{checks}]"
-            )
-            missed += not r.caught
-    print(f"{missed} mutant(s) missed")
+            outcome = "CAUGHT" if r.caught else "EQUIVALENT" if r.equivalent else "MISSED"
+            if r.equivalent:
+                checks = "identical to the true one on this grid"
+            print(f"  {outcome:10s} {r.mutant.name:16s} {r.mutant.description} [{checks}]")
+            name = r.mutant.name
+            if not r.equivalent:
+                caught_somewhere[name] = caught_somewhere.get(name, False) or r.caught
+    missed = sorted(n for n, caught in caught_somewhere.items() if not caught)
+    print(
+        f"{len(missed)} mutant(s) caught by no case"
+        + (f": {', '.join(missed)}" if missed else "")
+        + f" ({len(caught_somewhere)} mutants not equivalent on at least one case)"
+    )
     return 1 if missed else 0
 
 

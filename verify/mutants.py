@@ -6,19 +6,28 @@
   width scaling missing), and
 * retrains the case with each *trainer mutant* (no per-neuron averaging, masks ignored,
   no ``1/xi`` rescaling) and evaluates the true bound on those curves.
-A mutant is *caught* when at least one counted check of the case fails.
+A mutant is *caught* when at least one counted check of the case fails.  Mutant trainers
+run with the case's own seeds (same data, initialisations and masks), so a mutant that
+computes exactly what the true trainer computes on this grid -- e.g. ``no_averaging`` when
+no neuron is ever in two surrogates (p = 1, or a partition) -- gives identical results and
+is reported as *equivalent*: no check could catch it there, and it does not count as missed.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
+
 from . import trainers
 from .case import Case
+from .checks.convergence import structural_mutation
 from .evaluate import evaluate
 from .grid import expand
 from .runner import run_case
@@ -79,6 +88,11 @@ class MutantResult:
     mutant: Mutant
     caught: bool
     failures: dict[str, int]
+    equivalent: bool = False  # identical to the truth on this case's grid
+
+    @property
+    def missed(self) -> bool:
+        return not self.caught and not self.equivalent
 
 
 def mutate(
@@ -94,17 +108,51 @@ def mutate(
     for mutant in chosen:
         if mutant.trainer is None:
             ev = evaluate(base.case, points, results, data_params, mutant.perturb)
+            equivalent = _same_predictions(mutant.perturb or {}, [p.params for p in points])
         else:
             mcase = dataclasses.replace(
-                case, name=f"{case.name}~{mutant.name}", trainer=trainers.get(mutant.trainer)
+                case,
+                name=f"{case.name}~{mutant.name}",
+                trainer=trainers.get(mutant.trainer),
+                seed_name=case.seed_name or case.name,
             )
-            ev = run_case(mcase, out, quick=quick, show_progress=False).evaluation
+            mrun = run_case(mcase, out, quick=quick, show_progress=False)
+            ev = mrun.evaluation
+            equivalent = _same_curves(
+                results, read_points(mrun.directory, list(results.point_key.unique()))
+            )
         fails: dict[str, int] = {}
         for v in ev.verdicts:
             if v.status == "fail" and v.role != "calibration":
                 fails[v.check] = fails.get(v.check, 0) + 1
-        out_rows.append(MutantResult(mutant, bool(fails), fails))
+        out_rows.append(MutantResult(mutant, bool(fails), fails, equivalent and not fails))
     return out_rows
+
+
+#: mutation keys that change a prediction's form rather than scale it by a constant
+STRUCTURAL = ("theta", "sqrt_m")
+
+
+def _same_predictions(perturb: Mapping[str, float], grid: list[Mapping[str, Any]]) -> bool:
+    """The wrong bound predicts exactly what the true one does at every grid point."""
+    if any(v != 1.0 for k, v in perturb.items() if k not in STRUCTURAL):
+        return False
+    return all(
+        math.isclose(structural_mutation(perturb, q, params), 1.0, rel_tol=1e-12)
+        for params in grid
+        for q in ("rate", "envelope_rate", "floor")
+    )
+
+
+def _same_curves(a: pd.DataFrame, b: pd.DataFrame) -> bool:
+    """Every repetition of every point has the same loss curve (bit for bit)."""
+    a, b = (f.sort_values(["point_key", "rep"]).reset_index(drop=True) for f in (a, b))
+    if len(a) != len(b) or list(a.point_key) != list(b.point_key):
+        return False
+    return all(
+        np.array_equal(np.asarray(x, float), np.asarray(y, float), equal_nan=True)
+        for x, y in zip(a["loss"], b["loss"], strict=True)
+    )
 
 
 def _data_params(run) -> dict[str, Any]:

@@ -29,7 +29,7 @@ HIGHER_IS_BETTER = ("rate",)
 def slack_heatmaps(case: CaseResults, bound: str) -> list[FigureBlock]:
     """One heatmap per per-point check of the bound that has finite slacks."""
     v = case.verdicts
-    rows = v[(v["bound"] == bound) & ~v["kind"].isin(["trend", "scaling"])]
+    rows = v[(v["bound"] == bound) & ~v["kind"].isin(["trend", "scaling", "form"])]
     blocks = []
     for check in sorted(set(rows["check"])):
         sub = rows[rows["check"] == check]

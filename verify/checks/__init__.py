@@ -36,5 +36,5 @@ def register(kind: CheckKind) -> CheckKind:
     return kind
 
 
-from . import claims, convergence  # noqa: E402,F401  (register their check kinds)
+from . import claims, convergence, form  # noqa: E402,F401  (register their check kinds)
 from .identification import identification_check  # noqa: E402,F401  (registers its kinds)
