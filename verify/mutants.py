@@ -73,7 +73,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "masks_ignored",
         "trainer trains the full network in every surrogate",
-        trainer=_mutant_trainer("masks_ignored", "exact", {"xi": 1.0}),
+        trainer=_mutant_trainer("masks_ignored", "exact", {"xi": 1.0, "scheme": "bernoulli"}),
     ),
     Mutant(
         "no_rescaling",
