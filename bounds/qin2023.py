@@ -130,6 +130,60 @@ RATE_FORM = LogLinearForm(
 )
 
 
+def model_hypotheses(params: Params) -> list[str]:
+    """Violated assumptions of the model itself (unit-norm inputs, the paper's threshold)."""
+    out: list[str] = []
+    if params.get("input_norm_error", 0.0) > 1e-8:
+        out.append("inputs must have unit norm (||x_i|| = 1)")
+    coef = params.get("threshold_coef", THRESHOLD_COEF)
+    if coef != THRESHOLD_COEF:
+        out.append(
+            f"threshold b = sqrt({THRESHOLD_COEF} log m) (the paper's choice), got "
+            f"b = sqrt({coef} log m)"
+        )
+    if params["m"] < 2:
+        out.append(f"width m >= 2 (b = sqrt(0.4 log m) > 0), got m = {params['m']}")
+    return out
+
+
+def init_sparsity_predictions(params: Params) -> dict[str, float]:
+    """Claims 1 and 3: the active fraction at initialisation and the exact sparse step."""
+    m = params["m"]
+    b = threshold(m, params.get("threshold_coef", THRESHOLD_COEF))
+    return {
+        "active_fraction": tail_probability(b),
+        "active_fraction_bound": m**SPARSITY_EXPONENT,
+        "active_fraction_exponent": SPARSITY_EXPONENT,
+        "gradient_mismatch": 0.0,
+        "trajectory_mismatch": 0.0,
+    }
+
+
+@register
+class InitSparsity(Bound):
+    """Claims 1 and 3 alone: sparsity at initialisation (a property of the Gaussian
+    initialisation and the threshold) and the exactness of the step over the activated set
+    (an identity: inactive neurons contribute exactly 0).  Neither needs the width, kernel
+    or step-size hypotheses of the convergence analysis, so a grid point outside those is
+    still tested here."""
+
+    id = "qin2023.init_sparsity"
+    source = Source(
+        PAPER,
+        "sparsity at initialisation (per input, P(w.x > b) = Phi-bar(b) <= m^(-1/5)); the "
+        "gradient over the activated set equals the full gradient",
+        "hypotheses: unit-norm inputs and the paper's threshold only",
+    )
+    tightness = Tightness.EXACT
+    predicts = tuple(init_sparsity_predictions({"m": 2}))
+
+    def preconditions(self, params: Params) -> list[str]:
+        return model_hypotheses(params)
+
+    def prediction_from(self, params, values, calibrated) -> Prediction:
+        return Prediction(extra=init_sparsity_predictions(params), calibrated=calibrated)
+
+
 @register
 class SparseActivation(Bound):
     """Sparse activation at initialisation and during training, exactness of the sparse
@@ -159,17 +213,7 @@ class SparseActivation(Bound):
     )
 
     def preconditions(self, params: Params) -> list[str]:
-        out: list[str] = []
-        if params.get("input_norm_error", 0.0) > 1e-8:
-            out.append("inputs must have unit norm (||x_i|| = 1)")
-        coef = params.get("threshold_coef", THRESHOLD_COEF)
-        if coef != THRESHOLD_COEF:
-            out.append(
-                f"threshold b = sqrt({THRESHOLD_COEF} log m) (the paper's choice), got "
-                f"b = sqrt({coef} log m)"
-            )
-        if params["m"] < 2:
-            out.append(f"width m >= 2 (b = sqrt(0.4 log m) > 0), got m = {params['m']}")
+        out = model_hypotheses(params)
         lam = params.get("lambda_b")
         if lam is not None and not lam > 1e-12:
             out.append(
@@ -209,16 +253,8 @@ class SparseActivation(Bound):
     def prediction_from(self, params, values, calibrated) -> Prediction:
         base = super().prediction_from(params, values, calibrated)
         m = params["m"]
-        b = threshold(m, params.get("threshold_coef", THRESHOLD_COEF))
-        extra = dict(base.extra)
-        extra |= {
-            "active_fraction": tail_probability(b),
-            "active_fraction_bound": m**SPARSITY_EXPONENT,
-            "active_fraction_exponent": SPARSITY_EXPONENT,
-            "active_count_bound": 2.0 * m ** (1.0 + SPARSITY_EXPONENT),
-            "gradient_mismatch": 0.0,
-            "trajectory_mismatch": 0.0,
-        }
+        extra = dict(base.extra) | init_sparsity_predictions(params)
+        extra["active_count_bound"] = 2.0 * m ** (1.0 + SPARSITY_EXPONENT)
         if "lambda_b" in params:
             extra["lambda_b"] = float(params["lambda_b"])
         return Prediction(rate=base.rate, floor=0.0, extra=extra, calibrated=calibrated)

@@ -26,9 +26,10 @@ from verify.checks import CHECKS
 from verify.checks.verdict import FAIL, PASS, PointData
 from verify.data import sphere
 from verify.evaluate import _finalise, evaluate, point_data
+from verify.schema import CaseError
 from verify.trainers import shifted_relu as sr
 
-from .conftest import ROOT, context_all_tested, quick_case_run
+from .conftest import ROOT, context_all_tested, quick_case_run, write_case
 
 BOUND = bounds.get("qin2023.sparse_activation")
 CASE = ROOT / "cases" / "qin2023_sparse_activation.toml"
@@ -220,6 +221,33 @@ def test_wrong_exponent_fails(quick_run):
     verdicts = checks_on(case, pdata, ["sparsity_bound", "sparsity_exponent"], HalfExponent())
     assert all(v.status == FAIL for v in verdicts if v.check == "sparsity_exponent")
     assert sum(v.status == FAIL for v in verdicts if v.check == "sparsity_bound") >= 6
+
+
+def test_sparsity_claims_do_not_inherit_the_convergence_hypotheses(quick_run):
+    """A width whose kernel at initialisation is too far from lambda_b is outside the
+    convergence analysis (rate, active count during training) but the sparsity at
+    initialisation and the exact sparse step are still tested there."""
+    case, _, points, results, data_params = quick_run
+    pdata = point_data(case, points, results, data_params)
+    for pt in pdata:
+        pt.params["lambda_min_H0"] = 1e-6  # every width fails the kernel hypothesis
+    init = bounds.get("qin2023.init_sparsity")
+    assert init.preconditions(pdata[0].params) == [] and BOUND.preconditions(pdata[0].params)
+    names = ["sparse_gradient", "sparsity_bound"]
+    tested = checks_on(case, pdata, names, init)
+    screened = checks_on(case, pdata, names, BOUND)
+    assert tested and all(v.status == PASS and v.counted for v in tested)
+    assert all(v.status == "outside-hypotheses" and not v.counted for v in screened)
+    with pytest.raises(CaseError, match=r"checks\.rate\.bound: 'qin2023\.nope'"):
+        load(
+            write_case(
+                case.path.parent / "bad.toml",
+                CASE.read_text().replace(
+                    '[checks.rate]\nbound = "qin2023.sparse_activation"',
+                    '[checks.rate]\nbound = "qin2023.nope"',
+                ),
+            )
+        )
 
 
 def test_too_small_active_count_bound_fails(quick_run):

@@ -188,6 +188,10 @@ def _validate(raw: dict[str, Any], path: Path) -> Case:
     checks = _validate_checks(_table(raw.get("checks", {}), "checks"))
     calibrated = sorted({q for b in bound_ids for q in bounds.get(b).forms})
     for name, cfg in checks.items():
+        if cfg["bound"] and cfg["bound"] not in bound_ids:
+            raise CaseError(
+                f"checks.{name}.bound: {cfg['bound']!r} is not one of the case's bounds {bound_ids}"
+            )
         if cfg["kind"] == "form" and cfg["quantity"] not in calibrated:
             raise CaseError(
                 f"checks.{name}.quantity: {cfg['quantity']!r} is not a calibrated form of "
@@ -256,13 +260,16 @@ def _validate_checks(raw: dict[str, Any]) -> dict[str, dict[str, Any]]:
         if kind not in CHECKS:
             raise CaseError(f"checks.{name}: unknown check kind {kind!r}; known: {sorted(CHECKS)}")
         specs = CHECKS[kind].params
+        only = cfg.pop("bound", "")
+        if not isinstance(only, str):
+            raise CaseError(f"checks.{name}.bound: expected a bound id (string), got {only!r}")
         for key in cfg:
             if key not in specs:
                 raise CaseError(f"checks.{name}.{key}: unknown key; allowed: {sorted(specs)}")
         missing = [key for key, spec in specs.items() if spec.required and key not in cfg]
         if missing:
             raise CaseError(f"checks.{name}: required key(s) missing: {missing}")
-        out[name] = {"kind": kind} | {
+        out[name] = {"kind": kind, "bound": only} | {
             key: spec.validate(f"checks.{name}.{key}", cfg[key]) if key in cfg else spec.default
             for key, spec in specs.items()
         }

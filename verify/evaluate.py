@@ -153,7 +153,8 @@ def evaluate(
             all_points=pdata,
         )
         for name, cfg in case.checks.items():
-            verdicts += CHECKS[cfg["kind"]].run(ctx, name, cfg)
+            if cfg["bound"] in ("", bound_id):  # a check may be restricted to one bound
+                verdicts += CHECKS[cfg["kind"]].run(ctx, name, cfg)
     _finalise(verdicts, case.false_alarm)
     return Evaluation(verdicts, calibration_report)
 
