@@ -321,7 +321,8 @@ def rep_offsets(
             if ctx.roles[pt.key] != "calibration" or pt.cache.get("init_group") != group:
                 continue
             est = OBSERVERS[quantity](pt, cfg)
-            if est.ok and est.samples.size == pt.curves[cfg["curve"]].shape[0]:
+            size = pt.curves[cfg["curve"]].shape[0]
+            if est.ok and est.samples.size == size and (est.samples > 0).all():
                 rows.append(np.log(est.samples) - math.log(cal.predict(pt.params)))
         sizes = {r.size for r in rows}
         cache[key] = np.mean(rows, axis=0) if cal is not None and rows and len(sizes) == 1 else None
@@ -436,7 +437,11 @@ def rate_check(ctx: Context, name: str, cfg: Mapping[str, Any]) -> list[Verdict]
             if group is not None and math.isfinite(pred.log_se)
             else None
         )
-        if offsets is not None and offsets.size == est.samples.size:
+        if (
+            offsets is not None
+            and offsets.size == est.samples.size
+            and (est.samples > 0).all()  # a repetition that rose has no log: test the mean
+        ):
             paired_log_test(v, est, pred, offsets, "less")
         else:
             log_test(v, est, pred, "less")
