@@ -279,8 +279,13 @@ def test_trainer_dropping_activated_neurons_fails(global_seed):
 
 def test_too_fast_rate_fails(quick_run):
     """The calibrated rate can fail: a decay six times the calibrated prediction fails on
-    the held-out widths (quick mode: three repetitions; the full case detects a factor 2)."""
+    held-out widths (quick mode: three repetitions, and on some seeds a calibration scatter
+    of 0.2 that widens the prediction interval; the full case detects a factor 2)."""
     case, _, points, results, data_params = quick_run
+    truth = evaluate(case, points, results, data_params)
     ev = evaluate(case, points, results, data_params, {"rate": 6.0})
     rates = [v for v in ev.verdicts if v.check == "rate" and v.role == "held-out"]
-    assert ev.failed and sum(v.status == FAIL for v in rates) >= len(rates) // 2
+    before = [v for v in truth.verdicts if v.check == "rate" and v.role == "held-out"]
+    assert ev.failed and any(v.status == FAIL for v in rates)
+    assert all(v.status != FAIL for v in before)
+    assert all(a.p_value < b.p_value for a, b in zip(rates, before, strict=True) if a.counted)

@@ -40,7 +40,7 @@ def test_reference_comparison_detects_a_broken_trainer(global_seed):
 
 
 def test_bernoulli_masks_have_rate_xi(rng):
-    m, p, xi = 2000, 5, 0.3
+    m, p, xi = 20000, 5, 0.3
     masks = draw_masks(rng, m, xi, p, "bernoulli")
     kept = sum(len(idx) for idx in masks)
     assert stats.binomtest(kept, m * p, xi).pvalue > 1e-4
