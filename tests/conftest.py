@@ -28,6 +28,29 @@ def rng(global_seed: int) -> np.random.Generator:
     return np.random.default_rng(global_seed)
 
 
+#: a case small enough to train in about a second (6 points, 2 repetitions)
+TINY = """
+name = "tiny"
+bounds = ["liao2022.theorem1"]
+repetitions = 2
+[data]
+n = 6
+d = 3
+[model]
+m = 60
+[training]
+eta = 0.05
+rounds = 40
+[masking]
+xi = 0.5
+[grid]
+p = [1, 2, 3]
+tau = [1, 2]
+[checks.floor]
+tail = 10
+"""
+
+
 def write_case(path: Path, text: str) -> Path:
     path.write_text(text, encoding="utf-8")
     return path

@@ -11,30 +11,9 @@ from verify.case import load
 from verify.grid import expand
 from verify.schema import CaseError
 
-from .conftest import ROOT, write_case
+from .conftest import ROOT, TINY, write_case
 
-GOOD = """
-name = "t"
-bounds = ["liao2022.theorem1"]
-repetitions = 2
-[data]
-n = 6
-d = 3
-[model]
-m = 50
-[training]
-eta = 0.05
-rounds = 20
-[masking]
-xi = 0.5
-[grid]
-p = [1, 2]
-tau = [1, 2]
-[[points]]
-xi = 1.0
-[checks.floor]
-tail = 10
-"""
+GOOD = TINY.replace("p = [1, 2, 3]", "p = [1, 2]") + "[[points]]\nxi = 1.0\n"
 
 
 def test_good_case_loads_and_expands(tmp_path):
@@ -48,21 +27,21 @@ def test_good_case_loads_and_expands(tmp_path):
 @pytest.mark.parametrize(
     "edit,message",
     [
-        (("[model]\nm = 50", "[model]\nm = 50\nwidth = 3"), "model.width: unknown key"),
+        (("[model]\nm = 60", "[model]\nm = 60\nwidth = 3"), "model.width: unknown key"),
         (("xi = 0.5", "xi = 1.5"), "masking.xi"),
         (("xi = 0.5", "xi = 0.0"), "masking.xi"),
         (("xi = 0.5", "xi = nan"), "masking.xi"),
         (("eta = 0.05", "eta = -1.0"), "training.eta"),
         (("p = [1, 2]", "p = [0, 2]"), "grid.p[0]"),
         (("tau = [1, 2]", "tau = [1, 0]"), "grid.tau[1]"),
-        (("m = 50", "m = 0"), "model.m"),
+        (("m = 60", "m = 0"), "model.m"),
         (("liao2022.theorem1", "liao2022.nope"), "unknown bound id"),
         (("[checks.floor]", "[checks.floorr]"), "unknown check kind"),
         (("tail = 10", "tial = 10"), "checks.floor.tial: unknown key"),
-        (('name = "t"', 'name = "t"\ncolour = 1'), "colour: unknown key"),
+        (('name = "tiny"', 'name = "tiny"\ncolour = 1'), "colour: unknown key"),
         (
             (
-                "repetitions = 2\n[data]\nn = 6\nd = 3\n[model]\nm = 50",
+                "repetitions = 2\n[data]\nn = 6\nd = 3\n[model]\nm = 60",
                 "repetitions = 50\n[data]\nn = 6\nd = 3\n[model]\nm = 9000000",
             ),
             "GiB",

@@ -244,29 +244,9 @@ def test_a_mutant_identical_on_the_grid_is_reported_equivalent_not_missed(tmp_pa
     from verify.case import load
     from verify.mutants import mutate
 
-    from .conftest import write_case
+    from .conftest import TINY, write_case
 
-    text = """
-name = "dropout_only"
-bounds = ["liao2022.theorem1"]
-repetitions = 2
-[data]
-n = 6
-d = 3
-[model]
-m = 60
-[training]
-eta = 0.05
-rounds = 60
-[masking]
-xi = 0.5
-p = 1
-[grid]
-tau = [1, 2, 3, 4]
-[checks.rate]
-[checks.floor]
-tail = 10
-"""
+    text = TINY.replace("p = [1, 2, 3]", "p = [1]") + "[checks.rate]\n"
     case = load(write_case(tmp_path / "c.toml", text))
     results = {
         r.mutant.name: r

@@ -13,28 +13,7 @@ from verify.grid import expand
 from verify.runner import run_case
 from verify.store import read_points
 
-from .conftest import ROOT, write_case
-
-TINY = """
-name = "tiny"
-bounds = ["liao2022.theorem1"]
-repetitions = 2
-[data]
-n = 6
-d = 3
-[model]
-m = 60
-[training]
-eta = 0.05
-rounds = 40
-[masking]
-xi = 0.5
-[grid]
-p = [1, 2, 3]
-tau = [1, 2]
-[checks.floor]
-tail = 10
-"""
+from .conftest import ROOT, TINY, write_case
 
 
 def frames(run):
