@@ -258,3 +258,50 @@ def test_a_mutant_identical_on_the_grid_is_reported_equivalent_not_missed(tmp_pa
     assert results["no_averaging"].equivalent and not results["no_averaging"].missed
     assert results["wrong_theta"].equivalent and not results["wrong_theta"].missed
     assert not results["rate_too_fast"].equivalent
+
+
+def test_a_repetition_whose_loss_rose_is_tested_not_dropped(rng):
+    """A repetition whose fitted decay is negative (its loss rose over the fit window) has
+    no logarithm: the point's rate is then tested on the mean over repetitions (unpaired),
+    so that repetition counts against the bound instead of vanishing as a NaN."""
+    import warnings
+
+    from bounds.core import Bound, LogLinearForm, Source, Term, Tightness
+    from verify.checks import CHECKS
+    from verify.checks.convergence import OBSERVE, Context, observe_decay
+    from verify.checks.verdict import PointData
+
+    class Linear(Bound):
+        id = "test.linear"
+        source = Source("synthetic", "test")
+        tightness = Tightness.UPPER_CALIBRATED
+        forms = {"rate": LogLinearForm("rate", (Term("eta", lambda q: q["eta"]),))}
+
+    k = np.arange(301)
+    points, roles = [], {}
+    for i, eta in enumerate((0.01, 0.015, 0.02, 0.03, 0.04, 0.05)):
+        decay = 5 * eta * np.exp(0.02 * rng.standard_normal(3))
+        curves = np.exp(-decay[:, None] * k) + 1e-4
+        if i == 3:  # held out: repetition 0 rises for 40 rounds, then drops below the window
+            curves[0] = np.where(k < 40, 1 + 0.05 * k, 0.2 * np.exp(-(k - 40.0))) + 1e-4
+        key = f"eta{eta}"
+        cache = {"grid_keys": {"eta"}, "init_group": "g"}
+        points.append(PointData(key, key, {"eta": eta}, {"loss": curves}, {}, cache=cache))
+        roles[key] = "calibration" if i % 2 == 0 else "held-out"
+    cfg = {q: s.default for q, s in OBSERVE.items()}
+    cal_pts = [pt for pt in points if roles[pt.key] == "calibration"]
+    obs = np.array([observe_decay(pt, cfg).value for pt in cal_pts])
+    form = Linear.forms["rate"].calibrate([pt.params for pt in cal_pts], obs)
+    ctx = Context(
+        "c", Linear(), points, roles, {pt.key: [] for pt in points}, {"rate": form}, {}, {}, 0.01
+    )
+    assert observe_decay(points[3], cfg).samples[0] < 0 < observe_decay(points[3], cfg).value
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # no log of a negative decay
+        verdicts = {v.point_key: v for v in CHECKS["rate"].run(ctx, "rate", cfg)}
+    rose = verdicts["eta0.03"]
+    assert np.isfinite(rose.p_value) and "paired" not in rose.detail
+    # the rising repetition is in the tested mean, which falls well below the prediction
+    assert rose.observed == pytest.approx(observe_decay(points[3], cfg).value)
+    assert rose.observed < 0.7 * rose.predicted
+    assert "paired with the calibration" in verdicts["eta0.015"].detail
