@@ -211,3 +211,19 @@ def test_trainer_ignoring_the_scalings_fails(global_seed):
         pt.cache["grid_keys"] = set(case.trainer.grid_keys)
     (v,) = scaling_verdicts(case, pts, "top_movement")
     assert v.status == FAIL and v.observed < -0.3
+
+
+def test_mutate_catches_a_wrong_claim_per_check(quick_run):
+    """One wrong claim per bound/scaling check (a lower bound 10x too large, an exponent
+    2.5x too large) is caught by ``verify mutate``.  A pruned risk 1.5x off needs the full
+    case's repetitions (caught there at 3 points); quick mode only runs it."""
+    from verify.mutants import claim_mutants, mutants_for, mutate
+
+    case, run, *_ = quick_run
+    names = {m.name for m in mutants_for(case)}
+    assert "unscaled_gradient" in names and "no_rescaling" not in names
+    claims = [m.name for m in claim_mutants(case)]
+    results = mutate(case, run.directory.parent, claims)
+    assert len(results) == len(claims) >= 5
+    missed = [r.mutant.name for r in results if not r.caught]
+    assert set(missed) <= {"pruning_wrong"}, [(r.mutant.name, r.failures) for r in results]

@@ -289,3 +289,22 @@ def test_too_fast_rate_fails(quick_run):
     assert ev.failed and any(v.status == FAIL for v in rates)
     assert all(v.status != FAIL for v in before)
     assert all(a.p_value < b.p_value for a, b in zip(rates, before, strict=True) if a.counted)
+
+
+def test_mutate_applies_its_own_mutants_and_a_wrong_claim_per_check(quick_run):
+    """``verify mutate`` on this case runs the mutants that mean something here (the
+    broken activated-neuron query, not the masked trainer's), and one wrong claim per
+    bound/scaling check; each is caught, or is identical to the truth (an upper bound of
+    0 on the sparse-vs-dense mismatch cannot be made 10x smaller)."""
+    from verify.mutants import claim_mutants, mutants_for, mutate
+
+    case, run, *_ = quick_run
+    names = {m.name for m in mutants_for(case)}
+    assert "drop_active" in names and not names & {"no_averaging", "trend_reversed"}
+    claims = [m.name for m in claim_mutants(case)]
+    kinds = ("bound", "scaling")
+    assert claims == [f"{c}_wrong" for c, cfg in case.checks.items() if cfg["kind"] in kinds]
+    results = {r.mutant.name: r for r in mutate(case, run.directory.parent, claims)}
+    assert not [n for n, r in results.items() if r.missed], results
+    assert results["sparse_gradient_wrong"].equivalent
+    assert results["sparsity_bound_wrong"].caught and results["active_count_wrong"].caught

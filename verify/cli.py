@@ -141,16 +141,15 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_mutate(args: argparse.Namespace) -> int:
-    from .mutants import MUTANTS, mutate
+    from .mutants import MUTANTS, mutants_for, mutate
 
     cases = collect_cases(args.cases)
     names = args.only.split(",") if args.only else None
     if names:
-        unknown = set(names) - {m.name for m in MUTANTS}
+        known = {m.name for case in cases for m in mutants_for(case)}
+        unknown = set(names) - known
         if unknown:
-            raise CaseError(
-                f"--only: unknown mutants {sorted(unknown)}; known: {[m.name for m in MUTANTS]}"
-            )
+            raise CaseError(f"--only: unknown mutants {sorted(unknown)}; known: {sorted(known)}")
     caught_somewhere: dict[str, bool] = {}
     for case in cases:
         print(f"{case.name}: mutation testing")
@@ -161,8 +160,10 @@ def cmd_mutate(args: argparse.Namespace) -> int:
             outcome = "CAUGHT" if r.caught else "EQUIVALENT" if r.equivalent else "MISSED"
             if r.equivalent:
                 checks = "identical to the true one on this grid"
-            print(f"  {outcome:10s} {r.mutant.name:16s} {r.mutant.description} [{checks}]")
-            name = r.mutant.name
+            print(f"  {outcome:10s} {r.mutant.name:24s} {r.mutant.description} [{checks}]")
+            # a generated claim mutant belongs to its case; the fixed ones are shared
+            shared = any(r.mutant is m for m in MUTANTS)
+            name = r.mutant.name if shared else f"{case.name}:{r.mutant.name}"
             if not r.equivalent:
                 caught_somewhere[name] = caught_somewhere.get(name, False) or r.caught
     missed = sorted(n for n, caught in caught_somewhere.items() if not caught)

@@ -28,11 +28,12 @@ import pandas as pd
 from . import trainers
 from .case import Case
 from .checks.convergence import structural_mutation
-from .evaluate import evaluate
+from .checks.verdict import FAIL, PASS
+from .evaluate import BOOKKEEPING, evaluate
 from .grid import expand
 from .runner import run_case
 from .store import read_points
-from .trainers.masked_shallow_family import MASKED_SHALLOW, run
+from .trainers import masked_shallow_family, node_scaling, shifted_relu  # noqa: F401
 
 
 @dataclass(frozen=True)
@@ -41,46 +42,135 @@ class Mutant:
     description: str
     perturb: Mapping[str, float] | None = None  # bound mutants via prediction transforms
     trainer: str | None = None  # trainer mutants: name of a registered mutant trainer
+    #: trainers whose cases this mutant applies to (empty: any)
+    trainers: tuple[str, ...] = ()
+    #: check kinds a case needs for this bound mutant to mean anything (any of them)
+    needs: tuple[str, ...] = ()
+    #: the one check a generated claim mutant distorts
+    check: str | None = None
+
+    def applies(self, case: Case) -> bool:
+        if self.trainers and case.trainer.name not in self.trainers:
+            return False
+        return not self.needs or any(c["kind"] in self.needs for c in case.checks.values())
+
+    def sees(self, check: str, kind: str) -> bool:
+        """Whether a verdict of this check could tell the mutant from the true bound."""
+        return check == self.check if self.check else kind in self.needs
 
 
-def _mutant_trainer(name: str, variant: str, override: Mapping[str, Any]) -> str:
-    full = f"masked_shallow~{name}"
+def _mutant_trainer(base: str, name: str, variant: str, override: Mapping[str, Any]) -> str:
+    """Register ``base`` trained with ``variant`` (and parameter ``override``) as a trainer."""
+    full = f"{base}~{name}"
+    original = trainers.get(base)
 
     def run_mutant(params, X, y, rngs, init_rngs=None):
-        return run({**params, **override}, X, y, rngs, init_rngs, variant=variant)
+        return original.run({**params, **override}, X, y, rngs, init_rngs, variant=variant)
 
-    trainers.register(dataclasses.replace(MASKED_SHALLOW, name=full, run=run_mutant))
+    trainers.register(dataclasses.replace(original, name=full, run=run_mutant))
     return full
 
 
+def _trainer_mutant(base: str, name: str, description: str, variant: str, **override) -> Mutant:
+    return Mutant(
+        name,
+        description,
+        trainer=_mutant_trainer(base, name, variant, override),
+        trainers=(base,),
+    )
+
+
+MASKED = ("masked_shallow",)
 MUTANTS: tuple[Mutant, ...] = (
-    Mutant("rate_too_fast", "per-round contraction squared (2x the decay exponent)", {"rate": 2.0}),
-    Mutant("floor_too_small", "neighbourhood 10x too small", {"floor": 0.1}),
     Mutant(
-        "trend_reversed", "floor claimed increasing in p and decreasing in tau", {"trend": -1.0}
+        "rate_too_fast",
+        "per-round contraction squared (2x the decay exponent)",
+        {"rate": 2.0},
+        needs=("rate", "envelope"),
     ),
-    Mutant("wrong_theta", "rate uses p*xi (unclipped) instead of 1-(1-xi)^p", {"theta": 1.0}),
+    Mutant(
+        "floor_too_small",
+        "neighbourhood 10x too small",
+        {"floor": 0.1},
+        needs=("floor", "envelope"),
+    ),
+    Mutant(
+        "trend_reversed",
+        "floor claimed increasing in p and decreasing in tau",
+        {"trend": -1.0},
+        needs=("trend",),
+    ),
+    Mutant(
+        "wrong_theta",
+        "rate uses p*xi (unclipped) instead of 1-(1-xi)^p",
+        {"theta": 1.0},
+        trainers=MASKED,
+        needs=("rate", "envelope"),
+    ),
     Mutant(
         "missing_sqrt_m",
         "floor without the 1/sqrt(m) output scaling (x sqrt(m) / m0)",
         {"sqrt_m": 1.0},
+        trainers=MASKED,
+        needs=("floor", "envelope"),
     ),
-    Mutant(
+    _trainer_mutant(
+        "masked_shallow",
         "no_averaging",
         "trainer sums a neuron's trained copies instead of averaging",
-        trainer=_mutant_trainer("no_averaging", "no_averaging", {}),
+        "no_averaging",
     ),
-    Mutant(
+    _trainer_mutant(
+        "masked_shallow",
         "masks_ignored",
         "trainer trains the full network in every surrogate",
-        trainer=_mutant_trainer("masks_ignored", "exact", {"xi": 1.0, "scheme": "bernoulli"}),
+        "exact",
+        xi=1.0,
+        scheme="bernoulli",
     ),
-    Mutant(
+    _trainer_mutant(
+        "masked_shallow",
         "no_rescaling",
         "trainer drops the surrogates' 1/xi output scaling",
-        trainer=_mutant_trainer("no_rescaling", "no_rescaling", {}),
+        "no_rescaling",
+    ),
+    _trainer_mutant(
+        "shifted_relu",
+        "drop_active",
+        "the activated-neuron query loses some activated neurons",
+        "drop_active",
+    ),
+    _trainer_mutant(
+        "node_scaling",
+        "unscaled_gradient",
+        "the gradient ignores the node scalings sqrt(lambda_j)",
+        "unscaled_gradient",
     ),
 )
+
+#: how a generated claim mutant distorts a ``bound``/``scaling`` check's prediction
+CLAIM_FACTORS = {"<=": 0.1, ">=": 10.0, "==": 1.5}
+SCALING_FACTOR = 2.5  # an exponent -0.2 becomes -0.5
+
+
+def claim_mutants(case: Case) -> list[Mutant]:
+    """One wrong claim per ``bound``/``scaling`` check of the case: an upper bound 10x too
+    small, a lower bound 10x too large, an identity or an exponent off by a factor."""
+    out = []
+    for name, cfg in case.checks.items():
+        if cfg["kind"] not in ("bound", "scaling"):
+            continue
+        quantity = cfg["quantity"] or cfg["statistic"]
+        factor = SCALING_FACTOR if cfg["kind"] == "scaling" else CLAIM_FACTORS[cfg["relation"]]
+        out.append(
+            Mutant(
+                f"{name}_wrong",
+                f"check {name!r}: prediction {quantity} x {factor:g} ({cfg['relation']} claim)",
+                {quantity: factor},
+                check=name,
+            )
+        )
+    return out
 
 
 @dataclass
@@ -95,20 +185,31 @@ class MutantResult:
         return not self.caught and not self.equivalent
 
 
+def mutants_for(case: Case) -> list[Mutant]:
+    """The fixed mutants that apply to ``case`` and its generated claim mutants."""
+    fixed = [m for m in MUTANTS if m.applies(case)]
+    known = {m.name for m in fixed}
+    return fixed + [m for m in claim_mutants(case) if m.name not in known]
+
+
 def mutate(
     case: Case, out: Path, names: Sequence[str] | None = None, quick: bool = False
 ) -> list[MutantResult]:
-    """Run every (or the named) mutant against ``case``; results in mutant order."""
-    chosen = [m for m in MUTANTS if names is None or m.name in names]
+    """Run every (or the named) mutant that applies to ``case``; results in mutant order."""
+    chosen = [m for m in mutants_for(case) if names is None or m.name in names]
     base = run_case(case, out, quick=quick, show_progress=False)
     points = expand(base.case)
     data_params = _data_params(base)
     results = read_points(base.directory, [p.key for p in points])
+    truth = base.evaluation
     out_rows = []
     for mutant in chosen:
         if mutant.trainer is None:
             ev = evaluate(base.case, points, results, data_params, mutant.perturb)
-            equivalent = _same_predictions(mutant.perturb or {}, [p.params for p in points])
+            equivalent = _same_verdicts(truth, ev) and (
+                _same_form(mutant.perturb or {}, [p.params for p in points])
+                or _conclusive(mutant, truth)
+            )
         else:
             mcase = dataclasses.replace(
                 case,
@@ -118,7 +219,7 @@ def mutate(
             )
             mrun = run_case(mcase, out, quick=quick, show_progress=False)
             ev = mrun.evaluation
-            equivalent = _same_curves(
+            equivalent = _same_outputs(
                 results, read_points(mrun.directory, list(results.point_key.unique()))
             )
         fails: dict[str, int] = {}
@@ -133,9 +234,10 @@ def mutate(
 STRUCTURAL = ("theta", "sqrt_m")
 
 
-def _same_predictions(perturb: Mapping[str, float], grid: list[Mapping[str, Any]]) -> bool:
-    """The wrong bound predicts exactly what the true one does at every grid point."""
-    if any(v != 1.0 for k, v in perturb.items() if k not in STRUCTURAL):
+def _same_form(perturb: Mapping[str, float], grid: list[Mapping[str, Any]]) -> bool:
+    """The wrong form predicts exactly what the true one does at every grid point (e.g.
+    ``wrong_theta`` at p = 1, where p * xi = 1 - (1 - xi)^p)."""
+    if not perturb or any(k not in STRUCTURAL for k in perturb):
         return False
     return all(
         math.isclose(structural_mutation(perturb, q, params), 1.0, rel_tol=1e-12)
@@ -144,14 +246,42 @@ def _same_predictions(perturb: Mapping[str, float], grid: list[Mapping[str, Any]
     )
 
 
-def _same_curves(a: pd.DataFrame, b: pd.DataFrame) -> bool:
-    """Every repetition of every point has the same loss curve (bit for bit)."""
+def _conclusive(mutant: Mutant, truth) -> bool:
+    """Some check that could see the mutant reached a verdict: unchanged verdicts then mean
+    the mutant is identical on this grid (an upper bound of 0 cannot be made 10x smaller),
+    not that the grid is too small to test it (which is a miss)."""
+    return any(v.status in (PASS, FAIL) and mutant.sees(v.check, v.kind) for v in truth.verdicts)
+
+
+def _same_verdicts(truth, mutated) -> bool:
+    """Every verdict is unchanged: status, prediction, allowance and p-value."""
+
+    def key(v):
+        return (v.check, v.point_key)
+
+    other = {key(v): v for v in mutated.verdicts}
+    for v in truth.verdicts:
+        w = other.get(key(v))
+        if w is None or w.status != v.status:
+            return False
+        for a, b in ((v.predicted, w.predicted), (v.allowed, w.allowed), (v.p_value, w.p_value)):
+            if not (math.isclose(a, b, rel_tol=1e-9) or (math.isnan(a) and math.isnan(b))):
+                return False
+    return len(other) == len(truth.verdicts)
+
+
+def _same_outputs(a: pd.DataFrame, b: pd.DataFrame) -> bool:
+    """Every output of every repetition of every point is the same (bit for bit)."""
     a, b = (f.sort_values(["point_key", "rep"]).reset_index(drop=True) for f in (a, b))
     if len(a) != len(b) or list(a.point_key) != list(b.point_key):
         return False
+    columns = [c for c in a.columns if c not in BOOKKEEPING and c in b.columns]
     return all(
         np.array_equal(np.asarray(x, float), np.asarray(y, float), equal_nan=True)
-        for x, y in zip(a["loss"], b["loss"], strict=True)
+        for col in columns
+        if col not in ("case",)
+        for x, y in zip(a[col], b[col], strict=True)
+        if not isinstance(x, str)
     )
 
 
