@@ -140,3 +140,33 @@ def test_block_soft_thresholding(W, threshold):
     rng = np.random.default_rng(0)
     for _ in range(5):
         assert obj(out) <= obj(out + 1e-3 * rng.standard_normal(W.shape)) + 1e-12
+
+
+def test_broken_rmda_fails_both_checks(problem, runs, global_seed):
+    """RMDA whose prox thresholds at the step's eta*lam (not the dual average's
+    alpha_t/beta_t*lam) neither identifies W*'s zero groups nor reaches F(W*)."""
+    X, y = problem
+    rngs = [np.random.default_rng([global_seed, 2112, r]) for r in range(REPS)]
+    broken = rmda.train(X, y, rngs, variant="step_threshold", **TRAINING)
+    (ident,) = verdicts(broken, "identification", method="rmda")
+    gap, _ = verdicts(broken, "objective_convergence", method="rmda")
+    assert ident.status == FAIL and gap.status == FAIL, (ident.detail, gap.detail)
+    with pytest.raises(ValueError, match="variant"):
+        rmda.train(X, y, rngs, variant="nope", **TRAINING)
+
+
+def test_mutate_runs_the_rmda_mutants_and_catches_them(tmp_path, global_seed):
+    """``verify mutate`` on the RMDA case runs only its own mutants (the broken prox and
+    identification claimed for ProxSGD) and catches both."""
+    from verify.case import load
+    from verify.mutants import mutants_for, mutate
+
+    from .conftest import ROOT, write_case
+
+    text = (ROOT / "cases" / "huang2022_rmda.toml").read_text()
+    name = 'name = "huang2022_rmda"'
+    text = text.replace(name, f"{name}\nseed = {global_seed}", 1)
+    case = load(write_case(tmp_path / "c.toml", text))
+    assert {m.name for m in mutants_for(case)} == {"step_threshold", "proxsgd_identifies"}
+    results = mutate(case, tmp_path / "r", quick=True)
+    assert all(r.caught for r in results), [(r.mutant.name, r.failures) for r in results]

@@ -152,6 +152,9 @@ def cmd_mutate(args: argparse.Namespace) -> int:
             raise CaseError(f"--only: unknown mutants {sorted(unknown)}; known: {sorted(known)}")
     caught_somewhere: dict[str, bool] = {}
     for case in cases:
+        if not any(names is None or m.name in names for m in mutants_for(case)):
+            print(f"{case.name}: no mutant applies to its trainer and checks; skipped")
+            continue
         print(f"{case.name}: mutation testing")
         for r in mutate(case, Path(args.out), names, args.quick):
             checks = (

@@ -1,16 +1,24 @@
 """Mutation testing: wrong bounds and broken trainers that the checks must reject.
 
 ``python -m verify mutate CASE`` trains the case once, then
-* re-evaluates the stored curves against each *bound mutant* (a prediction made wrong
-  after calibration: rate too fast, floor too small, trend reversed, theta miscounted,
-  width scaling missing), and
-* retrains the case with each *trainer mutant* (no per-neuron averaging, masks ignored,
-  no ``1/xi`` rescaling) and evaluates the true bound on those curves.
-A mutant is *caught* when at least one counted check of the case fails.  Mutant trainers
-run with the case's own seeds (same data, initialisations and masks), so a mutant that
-computes exactly what the true trainer computes on this grid -- e.g. ``no_averaging`` when
-no neuron is ever in two surrogates (p = 1, or a partition) -- gives identical results and
-is reported as *equivalent*: no check could catch it there, and it does not count as missed.
+* re-evaluates the stored results against each *bound mutant*: a prediction made wrong
+  after calibration (rate too fast, floor too small, trend reversed, theta miscounted,
+  width scaling missing), a wrong claim in a check's configuration (identification
+  claimed for ProxSGD), and one generated wrong claim per ``bound``/``scaling`` check
+  (:func:`claim_mutants`), and
+* retrains the case with each *trainer mutant* of its trainer (masked training: no
+  per-neuron averaging, masks ignored, no ``1/xi`` rescaling; shifted ReLU: a query that
+  loses activated neurons; node scaling: a gradient without the scalings; RMDA: a prox
+  with the wrong threshold) and evaluates the true bound on those results.
+A case runs only the mutants of its trainer and of the check kinds it has
+(:func:`mutants_for`).  A mutant is *caught* when at least one counted check fails.
+Mutant trainers run with the case's own seeds (same data, initialisations and masks), so
+a mutant that computes exactly what the true trainer computes on this grid -- e.g.
+``no_averaging`` when no neuron is ever in two surrogates (p = 1, or a partition) --
+gives identical results and is reported as *equivalent*: no check could catch it there,
+and it does not count as missed.  A bound mutant is equivalent when every verdict is
+unchanged and a check that could see it reached a verdict (an upper bound of 0 cannot be
+made 10x smaller); if no such check reached one, the grid cannot test it: a miss.
 """
 
 from __future__ import annotations
@@ -48,6 +56,8 @@ class Mutant:
     needs: tuple[str, ...] = ()
     #: the one check a generated claim mutant distorts
     check: str | None = None
+    #: wrong claims made by a check's configuration: {check kind: {key: value}}
+    config: Mapping[str, Mapping[str, Any]] | None = None
 
     def applies(self, case: Case) -> bool:
         if self.trainers and case.trainer.name not in self.trainers:
@@ -135,6 +145,18 @@ MUTANTS: tuple[Mutant, ...] = (
         "no_rescaling",
     ),
     _trainer_mutant(
+        "rmda_group_lasso",
+        "step_threshold",
+        "RMDA's prox thresholds at eta*lam, not the dual average's alpha_t/beta_t*lam",
+        "step_threshold",
+    ),
+    Mutant(
+        "proxsgd_identifies",
+        "identification claimed for ProxSGD (Theorem 2 is RMDA's)",
+        config={"identification": {"method": "proxsgd"}},
+        needs=("identification",),
+    ),
+    _trainer_mutant(
         "shifted_relu",
         "drop_active",
         "the activated-neuron query loses some activated neurons",
@@ -205,7 +227,13 @@ def mutate(
     out_rows = []
     for mutant in chosen:
         if mutant.trainer is None:
-            ev = evaluate(base.case, points, results, data_params, mutant.perturb)
+            ev = evaluate(
+                _with_config(base.case, mutant.config or {}),
+                points,
+                results,
+                data_params,
+                mutant.perturb,
+            )
             equivalent = _same_verdicts(truth, ev) and (
                 _same_form(mutant.perturb or {}, [p.params for p in points])
                 or _conclusive(mutant, truth)
@@ -228,6 +256,14 @@ def mutate(
                 fails[v.check] = fails.get(v.check, 0) + 1
         out_rows.append(MutantResult(mutant, bool(fails), fails, equivalent and not fails))
     return out_rows
+
+
+def _with_config(case: Case, config: Mapping[str, Mapping[str, Any]]) -> Case:
+    """``case`` with the configuration of its checks of the given kinds overridden."""
+    if not config:
+        return case
+    checks = {name: {**cfg, **config.get(cfg["kind"], {})} for name, cfg in case.checks.items()}
+    return dataclasses.replace(case, checks=checks)
 
 
 #: mutation keys that change a prediction's form rather than scale it by a constant

@@ -282,6 +282,10 @@ def changes_after(changes: np.ndarray, steps: np.ndarray) -> np.ndarray:
     return out
 
 
+#: the exact algorithm and the broken one used by mutation testing
+VARIANTS = ("exact", "step_threshold")
+
+
 def train(
     X: np.ndarray,
     y: np.ndarray,
@@ -294,12 +298,18 @@ def train(
     eta_proxsgd: float,
     mu: float,
     log_every: int = 1,
+    variant: str = "exact",
 ) -> list[RunOutput]:
     """RMDA and ProxSGD for every repetition at once (arrays ``(R, d, k)``).
 
     Zero patterns are recorded at every step; the full-data objective gaps (the costly
-    part) at steps ``0, log_every, 2 log_every, ...``.
+    part) at steps ``0, log_every, 2 log_every, ...``.  ``variant="step_threshold"`` is a
+    deliberately wrong RMDA for mutation testing: its proximal step thresholds at the
+    step's ``eta lam`` instead of the accumulated ``alpha_t / beta_t lam`` of the dual
+    average (Huang & Lee, Algorithm 1), so the regulariser is effectively switched off.
     """
+    if variant not in VARIANTS:
+        raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
     n, d = X.shape
     k = int(y.max()) + 1
     Y = one_hot(y, k)
@@ -329,7 +339,8 @@ def train(
         s = eta * beta
         alpha += s
         V += s * gradient(Xb, Yb, W)
-        W_tilde = group_prox(-V / beta, alpha / beta * unit)
+        threshold = eta * unit if variant == "step_threshold" else alpha / beta * unit
+        W_tilde = group_prox(-V / beta, threshold)
         W = (1.0 - c) * W + c * W_tilde
         buf = (1.0 - mu) * buf + mu * gradient(Xb, Yb, P)
         P = group_prox(P - eta_proxsgd * buf, eta_proxsgd * unit)
@@ -378,10 +389,11 @@ def run(
     y: np.ndarray,
     rngs: Sequence[np.random.Generator],
     init_rngs: Sequence[np.random.Generator] | None = None,
+    variant: str = "exact",
 ) -> list[RunOutput]:
     """Both methods start from ``W_0 = 0``, so ``init_rngs`` is unused."""
     keys = ("lam", "steps", "batch", "eta", "c", "eta_proxsgd", "mu", "log_every")
-    return train(X, y, rngs, **{key: params[key] for key in keys})
+    return train(X, y, rngs, variant=variant, **{key: params[key] for key in keys})
 
 
 def memory_bytes(params: Mapping[str, Any], reps: int) -> float:
