@@ -168,7 +168,8 @@ def test_mutate_catches_every_wrong_bound(smoke_run):
     from verify.mutants import MUTANTS, mutate
 
     case, run = smoke_run
-    bound_mutants = [m.name for m in MUTANTS if m.trainer is None]
+    bound_mutants = [m.name for m in MUTANTS if m.trainer is None and m.applies(case)]
+    assert len(bound_mutants) == 5  # rate, floor, trend, theta, sqrt(m)
     results = mutate(case, run.directory.parent, bound_mutants)
     assert [r.mutant.name for r in results] == bound_mutants
     missed = [r.mutant.name for r in results if not r.caught]
@@ -181,7 +182,8 @@ def test_mutate_catches_every_broken_trainer(smoke_run):
     from verify.mutants import MUTANTS, mutate
 
     case, run = smoke_run
-    trainer_mutants = [m.name for m in MUTANTS if m.trainer is not None]
+    trainer_mutants = [m.name for m in MUTANTS if m.trainer is not None and m.applies(case)]
+    assert len(trainer_mutants) == 3  # no averaging, masks ignored, no rescaling
     results = mutate(case, run.directory.parent, trainer_mutants)
     caught = {r.mutant.name: sorted(r.failures) for r in results}
     assert all(caught.values()), caught
