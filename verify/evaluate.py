@@ -89,9 +89,14 @@ def point_data(
         curves = {c: np.vstack(rows[c].to_numpy()).astype(float) for c in curve_cols}
         scalars = {s: rows[s].to_numpy(dtype=float) for s in scalar_cols}
         params = {**data_params, **pt.params}
-        for name in case.trainer.measured_params:
-            if name in scalars and np.isfinite(scalars[name]).any():
-                params[name] = float(np.nanmin(scalars[name]))
+        measured = (
+            (case.trainer.measured_params, np.nanmin),
+            (case.trainer.measured_max, np.nanmax),
+        )
+        for names, reduce in measured:
+            for name in names:
+                if name in scalars and np.isfinite(scalars[name]).any():
+                    params[name] = float(reduce(scalars[name]))
         # repetition r of points with equal init parameters shares its initial network
         init_group = json.dumps([pt.params.get(k) for k in case.trainer.init_keys], default=str)
         cache = {

@@ -10,7 +10,8 @@ A trainer is registered with :func:`register` and declares
 * ``measured_params``: scalar outputs a bound reads as parameters of the point (measured
   hypotheses such as an eigenvalue at initialisation, or width-dependent constants computed
   by the trainer); the point gets their minimum over the repetitions (conservative for
-  eigenvalue-type quantities).
+  eigenvalue-type quantities); ``measured_max``: the same for outputs whose maximum over the
+  repetitions is the conservative one (e.g. a distance from the initialisation).
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ class Trainer:
     init_keys: tuple[str, ...] = ()
     #: scalar outputs copied into the point's parameters (minimum over repetitions)
     measured_params: tuple[str, ...] = ()
+    #: scalar outputs copied into the point's parameters (maximum over repetitions)
+    measured_max: tuple[str, ...] = ()
 
     @property
     def grid_keys(self) -> set[str]:

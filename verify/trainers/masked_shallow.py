@@ -3,10 +3,25 @@
 Model: ``f(W, x) = (1/sqrt(m)) sum_r a_r relu(w_r.x)``, ``a_r`` fixed +-1, ``w_r(0) ~ N(0, kappa^2 I)``.
 Round k: draw p masks (Bernoulli(xi) per neuron, or a random partition into p groups for
 IST, where a neuron's keep probability is 1/p); on every surrogate run tau GD steps of
-size eta on ``1/2 ||y - u^(l)||^2`` with ``u^(l) = (1/(xi sqrt(m))) sum_{r in mask l} a_r relu(w_r.x)``;
-each neuron's new weight is the average of its trained copies over the surrogates that
-hold it; neurons in no surrogate keep their weight.  After every round the *full*
-network's loss ``||y - u(k)||^2`` is logged.
+size eta on ``1/2 ||y - u^(l)||^2``; each neuron's new weight is the average of its trained
+copies over the surrogates that hold it; neurons in no surrogate keep their weight.  After
+every round the *full* network's loss ``||y - u(k)||^2`` is logged.
+
+Two output conventions (``scaling``), with ``s = sum_{r in mask l} a_r relu(w_r.x)``:
+
+* ``"inverted"`` (the authors' public code, ``JLiao980706/MaskedNTK-TMLR``): surrogate
+  ``u^(l) = s / (xi sqrt(m))``, full network ``u = (1/sqrt(m)) sum_r a_r relu(w_r.x)``;
+* ``"paper"`` (arXiv:2112.02668v1, Section 3 and the display before eq. (1)): surrogate
+  ``f_m = s / sqrt(m)`` unscaled, full network ``u = (xi/sqrt(m)) sum_r a_r relu(w_r.x)``.
+
+An inverted run with step eta and labels y is exactly the paper run with step eta/xi^2 and
+labels xi*y, every loss divided by xi^2 (tested to rounding).
+
+Measured proof events (Theorem 2 of the paper), on a stated sample of rounds (every
+``monitor_every``-th round start, round 0 included, and the end): the smallest eigenvalue of
+every surrogate's masked NTK ``(1/m) sum_r m_r 1{w_r.x_i >= 0, w_r.x_j >= 0} x_i.x_j``
+(Definition 1, at the round's first local step) and the largest distance of a neuron from its
+initialisation ``max_r ||w_r - w_r(0)||``.
 
 Implementation (the cost of a local step is the useful ``4 n d k`` FLOPs for the k selected
 neurons, in two matmuls per block, plus a few passes over in-cache memory):
@@ -71,6 +86,33 @@ BATCH_ROWS = 4096
 #: a repetition whose loss exceeds this multiple of its initial loss has diverged
 DIVERGENCE_FACTOR = 1e6
 
+#: output conventions: the authors' code ("inverted") and the paper's text ("paper")
+SCALINGS = ("inverted", "paper")
+
+#: rounds between samples of the proof events when ``monitor_every = 0`` (automatic):
+#: about this many samples per run
+MONITOR_SAMPLES = 50
+
+
+def output_scales(keep: float, m: int, scaling: str, variant: str = "exact") -> tuple[float, float]:
+    """``(surrogate scale, full-network scale)`` multiplying raw ReLU sums.
+
+    ``inverted``: ``(1/(xi sqrt m), 1/sqrt m)``; ``paper``: ``(1/sqrt m, xi/sqrt m)``.  The
+    mutant ``no_rescaling`` puts both on the full network's scale (in both conventions the
+    surrogate then loses its ``1/xi`` relative to the full network).
+    """
+    if scaling not in SCALINGS:
+        raise ValueError(f"scaling must be one of {SCALINGS}, got {scaling!r}")
+    root = 1.0 / math.sqrt(m)
+    full = keep * root if scaling == "paper" else root
+    surrogate = full if variant == "no_rescaling" else full / keep
+    return surrogate, full
+
+
+def monitor_interval(rounds: int, every: int) -> int:
+    """Rounds between samples of the proof events (``every = 0``: automatic)."""
+    return every if every > 0 else max(1, rounds // MONITOR_SAMPLES)
+
 
 @dataclass
 class RunOutput:
@@ -120,6 +162,8 @@ def train(
     dtype: str = "float64",
     variant: str = "exact",
     block: int | None = None,
+    scaling: str = "inverted",
+    monitor_every: int = 0,
 ) -> list[RunOutput]:
     """Train ``len(rngs)`` independent repetitions at one parameter set.
 
@@ -132,6 +176,8 @@ def train(
     ``variant`` selects a deliberately broken algorithm for mutation testing only
     (:mod:`verify.mutants`): ``no_averaging`` sums the trained copies of a neuron instead
     of averaging them, ``no_rescaling`` drops the surrogates' ``1/xi`` output scaling.
+    ``scaling`` is the output convention (:func:`output_scales`); ``monitor_every`` the
+    rounds between samples of the proof events (0: about :data:`MONITOR_SAMPLES` samples).
     """
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
@@ -145,8 +191,11 @@ def train(
     W = np.concatenate([w for w, _ in inits]).astype(ftype)
     a = np.concatenate([s for _, s in inits]).astype(ftype)
     W0 = W.copy()
-    scale = 1.0 / ((1.0 if variant == "no_rescaling" else keep) * math.sqrt(m))
-    root_m = ftype.type(1.0 / math.sqrt(m))
+    scale, full_scale = output_scales(keep, m, scaling, variant)
+    root_m = ftype.type(full_scale)
+    every = monitor_interval(rounds, monitor_every)
+    ntk_min = np.full(R, np.inf)
+    movement = np.zeros(R)
     disjoint = p == 1 or scheme == "partition"
     incremental = disjoint and keep < INCREMENTAL_KEEP
     reuse = not incremental and keep >= REUSE_KEEP
@@ -164,6 +213,12 @@ def train(
             training = k <= rounds
             masks = [draw_masks(rng, m, xi, p, scheme) for rng in rngs] if training else []
             live = [r for r in range(R) if diverged[r] < 0]
+            if (k - 1) % every == 0 or not training:
+                for r in live:
+                    rows = slice(r * m, (r + 1) * m)
+                    movement[r] = max(movement[r], _max_movement(W[rows], W0[rows]))
+                    if training:
+                        ntk_min[r] = min(ntk_min[r], _masked_ntk_min(X, W[rows], masks[r], m))
             first_sums: dict[int, np.ndarray] = {}
             for r in live:
                 W_r, a_r = W[r * m : (r + 1) * m], a[r * m : (r + 1) * m]
@@ -212,15 +267,17 @@ def train(
         if diverged[r] >= 0:
             curve[diverged[r] :] = np.nan
         W_r, W0_r = W[r * m : (r + 1) * m], W0[r * m : (r + 1) * m]
-        movement = np.linalg.norm(W_r.astype(float) - W0_r, axis=1).max()
+        ok = diverged[r] < 0
         outputs.append(
             RunOutput(
                 curves={"loss": curve},
                 scalars={
                     "diverged_round": float(diverged[r]),
                     "lambda_min_H0": _lambda_min(X, W0_r),
-                    "lambda_min_Hend": _lambda_min(X, W_r) if diverged[r] < 0 else math.nan,
-                    "max_movement": float(movement) if diverged[r] < 0 else math.nan,
+                    "lambda_min_Hend": _lambda_min(X, W_r) if ok else math.nan,
+                    "max_movement": float(movement[r]) if ok else math.nan,
+                    "masked_ntk_min": float(ntk_min[r]) if ok and rounds else math.nan,
+                    "monitor_every": float(every),
                 },
             )
         )
@@ -327,6 +384,28 @@ def _train_round(
         update += np.take(W, held, axis=0)
         W[held] = update
     return changes
+
+
+def _max_movement(W: np.ndarray, W0: np.ndarray) -> float:
+    """``max_r ||w_r - w_r(0)||`` (Theorem 2's event: at most R = kappa lambda0 / (8 n))."""
+    diff = W.astype(np.float64) - W0
+    return float(np.sqrt(np.einsum("ij,ij->i", diff, diff).max()))
+
+
+def _masked_ntk_min(X: np.ndarray, W: np.ndarray, masks: Sequence[np.ndarray], m: int) -> float:
+    """Smallest eigenvalue over the surrogates of the masked NTK (Definition 1, k' = k, t = 0).
+
+    ``(m_l o H)_ij = (1/m) x_i.x_j sum_r m_{l,r} 1{w_r.x_i >= 0} 1{w_r.x_j >= 0}``; Theorem 2
+    claims it is at least ``lambda0 / 2`` (``lambda0 = lambda_min(xi H_inf)``).
+    """
+    X64 = X.astype(np.float64)
+    active = (W.astype(np.float64) @ X64.T >= 0).astype(np.float64)
+    cosines = np.clip(X64 @ X64.T, -1.0, 1.0)
+    worst = math.inf
+    for idx in masks:
+        S = active[idx]
+        worst = min(worst, float(np.linalg.eigvalsh(cosines * (S.T @ S) / m)[0]))
+    return worst
 
 
 def _lambda_min(X: np.ndarray, W: np.ndarray) -> float:

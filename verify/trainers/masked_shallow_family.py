@@ -13,18 +13,22 @@ from ..data import data_schema, make_data
 from ..schema import Spec, positive_float, positive_int, unit_interval
 from . import Trainer, register
 from .blocked_kernels import BLOCK_BYTES
-from .masked_shallow import BATCH_ROWS, RunOutput, train
+from .masked_shallow import BATCH_ROWS, SCALINGS, RunOutput, train
 
 SCHEMA = {
     "data": data_schema(n=16, d=8, max_n=100_000),
     "model": {
         "m": positive_int(1000, maximum=10_000_000),
         "kappa": positive_float(1.0),
+        "scaling": Spec(str, "inverted", choices=SCALINGS),
     },
     "training": {
         "eta": positive_float(0.1),
         "rounds": positive_int(200, maximum=1_000_000),
         "dtype": Spec(str, "float64", choices=("float64", "float32")),
+        "monitor_every": Spec(
+            int, 0, lambda v: v >= 0, "integer >= 0 (0: about 50 sampled rounds)"
+        ),
     },
     "masking": {
         "xi": unit_interval(1.0),
@@ -45,8 +49,15 @@ def run(
 ) -> list[RunOutput]:
     """Train all repetitions of one point; ``variant`` is for mutation testing only."""
     keys = ("m", "kappa", "eta", "rounds", "xi", "p", "tau", "scheme", "dtype")
+    optional = {k: params[k] for k in ("scaling", "monitor_every") if k in params}
     return train(
-        X, y, rngs=rngs, init_rngs=init_rngs, variant=variant, **{k: params[k] for k in keys}
+        X,
+        y,
+        rngs=rngs,
+        init_rngs=init_rngs,
+        variant=variant,
+        **{k: params[k] for k in keys},
+        **optional,
     )
 
 
@@ -79,6 +90,7 @@ MASKED_SHALLOW = register(
         grid_sections=("model", "training", "masking"),
         derive=derive,
         init_keys=("m", "kappa"),
-        measured_params=("lambda_min_H0",),
+        measured_params=("lambda_min_H0", "masked_ntk_min"),
+        measured_max=("max_movement",),
     )
 )
