@@ -4,6 +4,8 @@ A case names its trainer, the bounds it verifies, the base parameters (in the tr
 sections, e.g. ``[model]``, ``[training]``, ``[masking]``), a ``[grid]`` of lists (Cartesian
 product) and/or explicit ``[[points]]``, the ``repetitions``, the family-wise
 ``false_alarm`` budget of its checks, the ``[calibration]`` split and the ``[checks]``.
+``plugins`` lists modules to import first (``.py`` files relative to the case file, or
+module names), so a case can bring its own bounds and trainer (:mod:`bounds.plugins`).
 Every unknown key and every out-of-range value raises :class:`CaseError` naming the
 file and the key.
 """
@@ -18,9 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import bounds
+from bounds.plugins import PluginError, import_plugin, plugin_spec
 
 from . import trainers
 from .checks import CHECKS
+from .grid import expand
 from .schema import CaseError, Spec, positive_int
 
 #: refuse grids whose estimated peak memory per task exceeds this many bytes
@@ -35,7 +39,7 @@ TOP = {
     "false_alarm": Spec(float, 0.01, lambda v: 0 < v <= 0.5, "number in (0, 0.5]"),
     "seed": Spec(int, 0, lambda v: v >= 0, "integer >= 0"),
 }
-TABLES = ("bounds", "grid", "points", "calibration", "checks", "quick")
+TABLES = ("bounds", "grid", "points", "calibration", "checks", "quick", "plugins")
 
 
 @dataclass(frozen=True)
@@ -60,6 +64,9 @@ class Case:
     #: the name seeds derive from when not ``name``: a variant of a case (a mutant trainer)
     #: keeps the original's data, initialisations and masks (common random numbers)
     seed_name: str = ""
+    #: the case's plugins in canonical form (absolute ``.py`` paths, module names): every
+    #: process that trains the case imports them first
+    plugins: tuple[str, ...] = ()
 
     @property
     def seed_entropy(self) -> int:
@@ -114,7 +121,22 @@ def _table(raw: Any, key: str) -> dict[str, Any]:
     return raw
 
 
+def _load_plugins(raw: Any, base: Path) -> tuple[str, ...]:
+    """Validate the ``plugins`` list and import its modules (before anything is resolved)."""
+    if not isinstance(raw, list) or not all(isinstance(s, str) and s for s in raw):
+        raise CaseError(f"plugins: expected a list of module names or .py paths, got {raw!r}")
+    specs = []
+    for i, spec in enumerate(raw):
+        try:
+            import_plugin(spec, base)
+        except PluginError as exc:
+            raise CaseError(f"plugins[{i}]: {exc}") from None
+        specs.append(plugin_spec(spec, base))
+    return tuple(specs)
+
+
 def _validate(raw: dict[str, Any], path: Path) -> Case:
+    plugins = _load_plugins(raw.get("plugins", []), path.parent)
     trainer_name = raw.get("trainer", TOP["trainer"].default)
     if not isinstance(trainer_name, str):
         raise CaseError(f"trainer: expected a string, got {trainer_name!r}")
@@ -223,6 +245,7 @@ def _validate(raw: dict[str, Any], path: Path) -> Case:
         calibration=calibration,
         checks=checks,
         quick=quick,
+        plugins=plugins,
     )
     _check_size(case)
     _check_size(case.with_quick())
@@ -277,8 +300,6 @@ def _validate_checks(raw: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def _check_size(case: Case) -> None:
-    from .grid import expand  # local: grid imports this module
-
     points = expand(case, limit=MAX_POINTS)
     if len(points) > MAX_POINTS:
         raise CaseError(f"grid: more than {MAX_POINTS} points; allowed: at most {MAX_POINTS}")

@@ -36,6 +36,8 @@ class Task:
     repetitions: int
     X: np.ndarray
     y: np.ndarray
+    #: modules the worker imports before resolving ``trainer`` (the case's ``plugins``)
+    plugins: tuple[str, ...] = ()
 
 
 INIT_TAG = 0x1417
@@ -60,9 +62,13 @@ def seeded_generators(task: Task) -> tuple[list[np.random.Generator], list[np.ra
 
 def run_task(task: Task) -> tuple[str, pd.DataFrame]:
     """Train one point (all repetitions) and return its tidy rows."""
+    from bounds.plugins import import_plugin
+
     from . import trainers
     from .store import environment
 
+    for spec in task.plugins:  # a fresh worker process has not imported them yet
+        import_plugin(spec)
     trainer = trainers.get(task.trainer)
     rngs, init_rngs = seeded_generators(task)
     start = time.perf_counter()

@@ -14,15 +14,33 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from .case import Case
-
 DATA_TAG = 0xDA7A
+
+
+class _Trainer(Protocol):
+    derive: Callable[[dict[str, Any]], dict[str, Any]]
+    init_keys: tuple[str, ...]
+
+
+class Case(Protocol):
+    """What expansion and seeding read of a case (:class:`verify.case.Case` has it; this
+    module does not import that one, which validates its grid with :func:`expand`)."""
+
+    trainer: _Trainer
+    base: dict[str, Any]
+    grid: Mapping[str, Sequence[Any]]
+    points: Sequence[Mapping[str, Any]]
+    data: Mapping[str, Any]
+    calibration: Mapping[str, Any]
+
+    @property
+    def seed_entropy(self) -> int: ...
 
 
 @dataclass(frozen=True)

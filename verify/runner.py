@@ -8,12 +8,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 import bounds
 
 from .case import Case
 from .evaluate import Evaluation, evaluate
 from .executors import Task, execute
-from .grid import data_rng, expand, init_entropy
+from .grid import GridPoint, data_rng, expand, init_entropy
 from .progress import progress_bar
 from .store import (
     code_version,
@@ -41,6 +43,22 @@ class CaseRun:
 
 def case_directory(out: Path, case: Case, quick: bool) -> Path:
     return out / (f"{case.name}-quick" if quick else case.name)
+
+
+def make_task(case: Case, point: GridPoint, X: np.ndarray, y: np.ndarray) -> Task:
+    """The picklable task that trains every repetition of ``point`` (in any process)."""
+    return Task(
+        case.name,
+        case.trainer.name,
+        point.key,
+        {**case.data, **point.params},
+        (case.seed_entropy, point.entropy),
+        init_entropy(case, point),
+        case.repetitions,
+        X,
+        y,
+        case.plugins,
+    )
 
 
 def run_case(
@@ -73,20 +91,7 @@ def run_case(
         for pt in points
     }
     todo = [pt for pt in points if not is_done(directory, pt.key, prints[pt.key])]
-    tasks = [
-        Task(
-            case.name,
-            case.trainer.name,
-            pt.key,
-            {**case.data, **pt.params},
-            (case.seed_entropy, pt.entropy),
-            init_entropy(case, pt),
-            case.repetitions,
-            X,
-            y,
-        )
-        for pt in todo
-    ]
+    tasks = [make_task(case, pt, X, y) for pt in todo]
     with progress_bar(
         len(tasks) if show_progress else 0, f"{case.name}: {len(points) - len(todo)} stored"
     ) as bar:

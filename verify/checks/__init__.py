@@ -14,6 +14,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from bounds.plugins import import_package
+
 from ..schema import Spec
 
 __all__ = ["CHECKS", "CheckKind"]
@@ -36,5 +38,5 @@ def register(kind: CheckKind) -> CheckKind:
     return kind
 
 
-from . import claims, convergence, form  # noqa: E402,F401  (register their check kinds)
-from .identification import identification_check  # noqa: E402,F401  (registers its kinds)
+# every module of this package registers its check kinds when imported (bounds.plugins)
+import_package(__name__)

@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from bounds.plugins import import_entry_points, import_package
+
 from ..schema import CaseError, Spec
 from .masked_shallow import RunOutput
 
@@ -75,7 +77,6 @@ def trainers() -> dict[str, Trainer]:
     return dict(_TRAINERS)
 
 
-from . import masked_shallow_family  # noqa: E402,F401  (registers)
-from .node_scaling import NODE_SCALING  # noqa: E402,F401  (registers)
-from .rmda import RMDA  # noqa: E402,F401  (registers)
-from .shifted_relu import SHIFTED_RELU  # noqa: E402,F401  (registers)
+# every module of this package, then the installed distributions' trainers (bounds.plugins)
+import_package(__name__)
+import_entry_points("maskverify.trainers")
