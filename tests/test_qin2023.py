@@ -13,8 +13,9 @@ from scipy import stats
 
 import bounds
 from bounds.qin2023 import (
+    ITERATIONS_EXPONENT,
     SPARSITY_EXPONENT,
-    SparseActivation,
+    InitSparsity,
     finite_width_kernel,
     pair_tail_probability,
     shifted_relu_kernel,
@@ -32,7 +33,11 @@ from verify.trainers import shifted_relu as sr
 from .conftest import ROOT, context_all_tested, quick_case_run, write_case
 
 BOUND = bounds.get("qin2023.sparse_activation")
+INIT = bounds.get("qin2023.init_sparsity")
+RATE = bounds.get("qin2023.ntk_rate")
+ITERATIONS = bounds.get("qin2023.iteration_bound")
 CASE = ROOT / "cases" / "qin2023_sparse_activation.toml"
+ITERATIONS_CASE = ROOT / "cases" / "qin2023_iterations.toml"
 SMALL = settings(
     max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
@@ -89,27 +94,50 @@ def test_active_fraction_formula_and_reference_values(rng):
 
 def test_preconditions_and_predictions():
     params = {"m": 1024, "threshold_coef": 0.4, "lambda_b": 0.03, "eta": 6.0, "n": 16, "d": 16}
-    assert BOUND.preconditions(params) == []
-    pred = BOUND.predict(params)
-    assert pred.get("active_fraction") == pytest.approx(tail_probability(threshold(1024)))
-    assert pred.get("active_fraction_bound") == pytest.approx(0.25)
-    assert pred.get("active_count_bound") == pytest.approx(512.0)
+    for bound in (INIT, BOUND, RATE):
+        assert bound.preconditions(params) == []
+    init = INIT.predict(params)
+    assert init.get("active_fraction") == pytest.approx(tail_probability(threshold(1024)))
+    assert init.get("active_fraction_bound") == pytest.approx(0.25)
+    assert init.get("gradient_mismatch") == 0.0
+    assert BOUND.predict(params).get("active_count_bound") == pytest.approx(512.0)
+    pred = RATE.predict(params)
     assert pred.floor == 0.0 and pred.rate is None  # the rate needs calibration
-    bad = BOUND.preconditions(
-        params
-        | {
-            "threshold_coef": 0.3,
-            "input_norm_error": 1e-3,
-            "step_margin0": 0.9,
-            "lambda_min_H0": 0.01,
-            "lambda_b": 0.03,
-        }
-    )
-    assert len(bad) == 4
+    assert pred.get("lambda_b") == 0.03
+    bad = {
+        "threshold_coef": 0.3,
+        "input_norm_error": 1e-3,
+        "step_margin0": 0.9,
+        "lambda_min_H0": 0.01,
+        "lambda_b": 0.03,
+    }
+    assert len(BOUND.preconditions(params | bad)) == len(RATE.preconditions(params | bad)) == 4
+    assert len(INIT.preconditions(params | bad)) == 2  # the model's own assumptions only
     assert BOUND.preconditions(params | {"lambda_b": 0.0})
     assert BOUND.requirements(params)["width_gap_at_least"] > 1e3
     with pytest.raises(ValueError, match="m >= 2"):
         threshold(1)
+
+
+def test_provenance_says_which_claims_are_not_the_papers():
+    """The linear rate is labelled as the neighbouring NTK literature's; the paper's own
+    statement is the iteration bound; every source names the arXiv version."""
+    for bound in (INIT, BOUND, RATE, ITERATIONS):
+        assert "arXiv:2307.06565v1" in str(bound.source)
+    assert "not from this paper" in str(RATE.source) and "1810.02054" in str(RATE.source)
+    assert "O(M^2/eps^2)" in str(ITERATIONS.source)
+    for bound in (INIT, BOUND):
+        assert "2110.04622" in str(bound.source)  # where b and the m^(4/5) count come from
+
+
+def test_iteration_bound_predictions_and_hypotheses():
+    params = {"m": 1024, "threshold_coef": 0.4, "target_loss": 1e-3}
+    assert ITERATIONS.preconditions(params) == []
+    pred = ITERATIONS.predict(params)
+    assert pred.get("iterations_exponent") == ITERATIONS_EXPONENT == -2.0
+    assert pred.get("target_reached") == 1.0
+    assert ITERATIONS.preconditions(params | {"target_loss": 0.0})
+    assert ITERATIONS.preconditions(params | {"step_margin0": 0.5})
 
 
 # --------------------------------------------------------------------------- the sparse step
@@ -192,12 +220,15 @@ def test_report_has_a_figure_per_generic_check(quick_run):
             assert not block.skipped, block.caption
 
 
-def checks_on(case, pts, names, bound=BOUND):
-    """Run the named checks of the case on point data (every point tested)."""
-    ctx = context_all_tested(case.name, bound, pts, case.false_alarm)
+def checks_on(case, pts, names, bound=None):
+    """Run the named checks of the case on point data (every point tested), each against
+    ``bound`` or, by default, the bound the case file assigns it."""
     out = []
     for name in names:
-        out += CHECKS[case.checks[name]["kind"]].run(ctx, name, case.checks[name])
+        cfg = case.checks[name]
+        own = bounds.get(cfg["bound"] or case.bounds[0])
+        ctx = context_all_tested(case.name, bound or own, pts, case.false_alarm)
+        out += CHECKS[cfg["kind"]].run(ctx, name, cfg)
     _finalise(out, case.false_alarm)
     return out
 
@@ -210,7 +241,7 @@ def test_wrong_exponent_fails(quick_run):
     (slope,) = [v for v in ev.verdicts if v.check == "sparsity_exponent"]
     assert slope.status == FAIL and slope.predicted == pytest.approx(-0.5)
 
-    class HalfExponent(SparseActivation):
+    class HalfExponent(InitSparsity):
         def prediction_from(self, params, values, calibrated):
             pred = super().prediction_from(params, values, calibrated)
             pred.extra["active_fraction_bound"] = params["m"] ** -0.5
@@ -231,7 +262,7 @@ def test_sparsity_claims_do_not_inherit_the_convergence_hypotheses(quick_run):
     pdata = point_data(case, points, results, data_params)
     for pt in pdata:
         pt.params["lambda_min_H0"] = 1e-6  # every width fails the kernel hypothesis
-    init = bounds.get("qin2023.init_sparsity")
+    init = INIT
     assert init.preconditions(pdata[0].params) == [] and BOUND.preconditions(pdata[0].params)
     names = ["sparse_gradient", "sparsity_bound"]
     tested = checks_on(case, pdata, names, init)
@@ -243,7 +274,7 @@ def test_sparsity_claims_do_not_inherit_the_convergence_hypotheses(quick_run):
             write_case(
                 case.path.parent / "bad.toml",
                 CASE.read_text().replace(
-                    '[checks.rate]\nbound = "qin2023.sparse_activation"',
+                    '[checks.rate]\nbound = "qin2023.ntk_rate"',
                     '[checks.rate]\nbound = "qin2023.nope"',
                 ),
             )
@@ -308,3 +339,66 @@ def test_mutate_applies_its_own_mutants_and_a_wrong_claim_per_check(quick_run):
     assert not [n for n, r in results.items() if r.missed], results
     assert results["sparse_gradient_wrong"].equivalent
     assert results["sparsity_bound_wrong"].caught and results["active_count_wrong"].caught
+
+
+# --------------------------------------------------------------------------- the paper's bound
+@pytest.fixture(scope="module")
+def iterations_run(tmp_path_factory: pytest.TempPathFactory, global_seed: int):
+    """The iteration-bound case in quick mode, trained once."""
+    yield from quick_case_run(ITERATIONS_CASE, tmp_path_factory, global_seed)
+
+
+def test_trainer_stops_at_the_target_loss(rng):
+    X, y = sphere(8, 8, rng)
+    (full,) = sr.train(X, y, [np.random.default_rng(3)], m=1024, eta=6.0, steps=150)
+    (stop,) = sr.train(
+        X, y, [np.random.default_rng(3)], m=1024, eta=6.0, steps=150, target_loss=1e-4
+    )
+    t = int(stop.scalars["steps_to_target"])
+    loss = full.curves["loss"]
+    assert t == int(np.flatnonzero(loss <= 1e-4)[0]) and stop.scalars["target_reached"] == 1
+    np.testing.assert_array_equal(stop.curves["loss"][: t + 1], loss[: t + 1])
+    assert np.isnan(stop.curves["loss"][t + 1 :]).all()
+    assert stop.scalars["cost_to_target"] == full.curves["touched"][:t].sum()
+    assert full.scalars["target_reached"] == 0 and math.isnan(full.scalars["steps_to_target"])
+    (short,) = sr.train(X, y, [rng], m=1024, eta=6.0, steps=3, target_loss=1e-9)
+    assert short.scalars["target_reached"] == 0 and math.isnan(short.scalars["cost_to_target"])
+
+
+def test_iteration_case_passes_with_a_slope_far_above_minus_two(iterations_run):
+    """Lazy GD reaches eps in ~log(1/eps) iterations: slopes near -0.15, far above -2."""
+    case, run, *_ = iterations_run
+    verdicts = run.evaluation.verdicts
+    assert not run.evaluation.failed, [v.detail for v in verdicts if v.status == FAIL]
+    slopes = [v for v in verdicts if v.check in ("iterations", "cost")]
+    assert len(slopes) == 4 and all(v.status == PASS and v.counted for v in slopes)
+    assert all(-1.0 < v.observed < 0 for v in slopes), [v.observed for v in slopes]
+
+
+def test_too_steep_exponent_claim_fails(iterations_run):
+    """Claiming iterations grow no faster than eps^(-0.1) fails: the growth is measurable."""
+    case, _, points, results, data_params = iterations_run
+    ev = evaluate(case, points, results, data_params, {"iterations_exponent": 0.05})
+    slopes = [v for v in ev.verdicts if v.check == "iterations"]
+    assert ev.failed and all(v.status == FAIL for v in slopes)
+
+
+def test_sublinear_method_fails_the_iteration_bound(global_seed):
+    """GD with the decaying step eta / (t + 1): the loss falls like a small power of t, so
+    small eps are out of reach within the budget and the reached eps cost more than 1/eps^2."""
+    case = load(ITERATIONS_CASE)
+    X, y = sphere(16, 16, np.random.default_rng(global_seed))
+    pts = []
+    for eps in (1e-1, 1e-2, 1e-3, 1e-4):
+        params = case.base | {"m": 1024, "target_loss": eps}
+        rngs = [np.random.default_rng([global_seed, 1024, r]) for r in range(3)]
+        out = sr.run(params, X, y, rngs, variant="decaying_step")
+        curves = {k: np.stack([o.curves[k] for o in out]) for k in out[0].curves}
+        scalars = {k: np.array([o.scalars[k] for o in out]) for k in out[0].scalars}
+        pt = PointData(f"e{eps}", f"eps={eps}", params | sr.data_params(X, y), curves, scalars, {})
+        pt.cache["grid_keys"] = set(case.trainer.grid_keys)
+        pts.append(pt)
+    verdicts = checks_on(case, pts, ["reached", "iterations"])
+    assert any(v.status == FAIL for v in verdicts), [(v.check, v.status) for v in verdicts]
+    exact = [sr.run(p.params, X, y, [np.random.default_rng(0)])[0] for p in pts]
+    assert all(o.scalars["target_reached"] == 1 for o in exact)  # the true GD reaches them all

@@ -34,8 +34,16 @@ lambda_max(H(0)))``), ``max_movement`` and ``diverged_round`` (first step whose 
 finite or above :data:`DIVERGENCE_FACTOR` times the initial loss, -1 if none; training
 stops there and later entries are NaN).
 
-``variant="drop_active"`` is a deliberately broken query for the negative controls: it
-loses each activated neuron it returns with probability :data:`DROP_FRACTION` per step.
+With ``target_loss = eps > 0`` (the paper's iteration bound) a run stops at the first step
+whose loss is ``<= eps`` (later entries NaN) and reports ``steps_to_target`` (that step; NaN
+if not reached), ``target_reached`` (1 or 0) and ``cost_to_target`` (neurons the sparse step
+processed, summed over the steps before it: the total cost).
+
+Broken variants for the negative controls: ``variant="drop_active"`` is a query that loses
+each activated neuron it returns with probability :data:`DROP_FRACTION` per step;
+``variant="decaying_step"`` takes the step ``eta / (t + 1)`` at step ``t`` (a sublinear
+method: the loss falls like a power of ``t``, so the iterations to reach ``eps`` grow
+faster than ``1/eps^2``).
 """
 
 from __future__ import annotations
@@ -56,7 +64,7 @@ from bounds.qin2023 import (
 )
 
 from ..data import data_schema, make_data
-from ..schema import positive_float, positive_int
+from ..schema import Spec, positive_float, positive_int
 from . import Trainer, register
 from .masked_shallow import RunOutput
 
@@ -69,10 +77,13 @@ SCHEMA = {
     "training": {
         "eta": positive_float(6.0),
         "steps": positive_int(300, maximum=1_000_000),
+        # eps of the paper's iteration bound: > 0 stops each run at the first step with
+        # loss <= eps (0: run all steps)
+        "target_loss": Spec(float, 0.0, lambda v: v >= 0 and math.isfinite(v), "number >= 0"),
     },
 }
 
-VARIANTS = ("exact", "drop_active")
+VARIANTS = ("exact", "drop_active", "decaying_step")
 #: probability that the broken query loses an activated neuron, per returned neuron and step
 DROP_FRACTION = 0.1
 #: a repetition whose loss exceeds this multiple of its initial loss has diverged
@@ -170,6 +181,7 @@ def train_one(
     threshold_coef: float,
     eta: float,
     steps: int,
+    target_loss: float = 0.0,
     variant: str = "exact",
 ) -> RunOutput:
     """One repetition: initialisation and (for the broken variant) losses from ``rng``."""
@@ -186,7 +198,7 @@ def train_one(
     touched = np.full(T, np.nan)
     #: largest |sparse - dense| gradient entry and |dense| entry; weight gap and movement
     grad_gap = grad_scale = traj_gap = moved = 0.0
-    diverged = -1
+    diverged = reached = -1
     S0 = None
     for t in range(T):
         lose = None
@@ -208,12 +220,16 @@ def train_one(
         grad_scale = max(grad_scale, float(np.abs(dense_grad).max()))
         traj_gap = max(traj_gap, float(np.abs(W - Wd).max()))
         moved = max(moved, float(np.abs(Wd - W0).max()))
+        if target_loss > 0 and loss[t] <= target_loss:
+            reached = t
+            break
         if t == steps:
             break
-        W[rows] -= eta * grad
+        step = eta / (t + 1) if variant == "decaying_step" else eta
+        W[rows] -= step * grad
         index.update(W)
         _, dgrad, _ = dense_step(X, Wd, a, y, b)
-        Wd -= eta * dgrad
+        Wd -= step * dgrad
     if diverged >= 0:
         loss[diverged:] = np.nan
     H0 = finite_width_kernel(X, W0, b)
@@ -234,6 +250,9 @@ def train_one(
             "step_margin0": 1.0 / (eta * float(eig[-1])) if eig[-1] > 0 else math.inf,
             "max_movement": float(np.linalg.norm(W - W0, axis=1).max()),
             "diverged_round": float(diverged),
+            "steps_to_target": float(reached) if reached >= 0 else math.nan,
+            "target_reached": float(reached >= 0),
+            "cost_to_target": float(np.sum(touched[:reached])) if reached >= 0 else math.nan,
         },
     )
 
@@ -245,7 +264,7 @@ def _ratio(gap: float, scale: float) -> float:
     return 0.0 if gap == 0 else math.inf
 
 
-KEYS = ("m", "threshold_coef", "eta", "steps")
+KEYS = ("m", "threshold_coef", "eta", "steps", "target_loss")
 
 
 def train(
@@ -257,6 +276,7 @@ def train(
     threshold_coef: float = THRESHOLD_COEF,
     eta: float,
     steps: int,
+    target_loss: float = 0.0,
     variant: str = "exact",
 ) -> list[RunOutput]:
     """Train ``len(rngs)`` independent repetitions; see the module docstring."""
@@ -268,7 +288,15 @@ def train(
     y = np.asarray(y, dtype=float)
     outputs = [
         train_one(
-            X, y, rng, m=m, threshold_coef=threshold_coef, eta=eta, steps=steps, variant=variant
+            X,
+            y,
+            rng,
+            m=m,
+            threshold_coef=threshold_coef,
+            eta=eta,
+            steps=steps,
+            target_loss=target_loss,
+            variant=variant,
         )
         for rng in rngs
     ]
