@@ -22,6 +22,7 @@ from verify.cli import main
 from verify.executors import run_task
 from verify.grid import data_rng, expand
 from verify.runner import make_task
+from verify.testing import check_trainer
 
 EXAMPLE = ROOT / "examples" / "corollary" / "case.toml"
 
@@ -87,6 +88,7 @@ def test_loading_a_case_twice_imports_its_plugin_once():
     assert first.plugins == second.plugins
     assert import_plugin(first.plugins[0]) == import_plugin("full_gd.py", EXAMPLE.parent)
     assert trainers.get("full_gd") is first.trainer
+    check_trainer(first.trainer)  # a user's trainer meets the same contract
 
 
 @pytest.mark.parametrize(

@@ -63,12 +63,15 @@ def run(
 
 def memory_bytes(params: Mapping[str, Any], reps: int) -> float:
     """Peak memory: weights (x4 copies), the selected copies (x2), the boolean activity
-    patterns of the full network and of a batch of copies, and the cache-sized blocks."""
+    patterns of the full network and of a batch of copies, the cache-sized blocks, and the
+    kernel eigenvalues' float64 pre-activations and patterns of one repetition (x2), one
+    surrogate's rows of them and the n x n Gram matrices."""
     n, d, m, p = params["n"], params["d"], params["m"], params["p"]
     keep = 1.0 if params["scheme"] == "partition" else params["xi"] * p
     selected = reps * m * keep
     activity = n * (reps * m + max(m, BATCH_ROWS))  # bool: one byte each
-    return 8.0 * (4 * reps * m * d + 2 * selected * d) + activity + 4 * BLOCK_BYTES
+    kernels = 8.0 * n * m * (2 + params["xi"]) + n * m + 24.0 * n * n
+    return 8.0 * (4 * reps * m * d + 2 * selected * d) + activity + 4 * BLOCK_BYTES + kernels
 
 
 def derive(params: dict[str, Any]) -> dict[str, Any]:

@@ -222,9 +222,10 @@ def run(
 
 
 def memory_bytes(params: Mapping[str, Any], reps: int) -> float:
-    """Weights (two copies, gradient), pre-activations, patterns and their products."""
+    """Weights (two copies, gradient), pre-activations, patterns and their products, and the
+    n x n kernels (tangent, symmetric, eigenvalue workspace) of every repetition."""
     n, d, m = params["n"], params["d"], params["m"]
-    return 8.0 * reps * m * (4 * d + 5 * n)
+    return 8.0 * reps * (m * (4 * d + 5 * n) + 3 * n * n)
 
 
 NODE_SCALING = register(
