@@ -1,5 +1,6 @@
 """Qin, Song & Yang, "Efficient SGD Neural Network Training via Sublinear Activated Neuron
-Identification", arXiv:2307.06565 (v1, July 2023).
+Identification", arXiv:2307.06565 (v1 July 2023; only the abstract was available, the
+version it was read from is not recorded).
 
 Model: ``f(W, x) = (1/sqrt(m)) sum_r a_r sigma_b(w_r.x)`` with the shifted ReLU
 ``sigma_b(z) = max(z - b, 0)``, ``a_r = +-1`` fixed, ``w_r(0) ~ N(0, I_d)``, ``||x_i|| = 1`` and
@@ -73,7 +74,7 @@ from scipy import special, stats
 from .core import Bound, LogLinearForm, Params, Prediction, Source, Term, Tightness, register
 from .ntk import cosine_matrix, init_kernel_width
 
-PAPER = "arXiv:2307.06565v1 (Qin, Song & Yang, July 2023)"
+PAPER = "arXiv:2307.06565 (Qin, Song & Yang; v1 July 2023, abstract only)"
 #: where the threshold and the activated-neuron count come from (see the module docstring)
 SPARSITY_SOURCE = (
     "b = sqrt(0.4 log m) and the O(m^(4/5)) activated-neuron count are the shifted-ReLU "

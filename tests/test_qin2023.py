@@ -123,7 +123,7 @@ def test_provenance_says_which_claims_are_not_the_papers():
     """The linear rate is labelled as the neighbouring NTK literature's; the paper's own
     statement is the iteration bound; every source names the arXiv version."""
     for bound in (INIT, BOUND, RATE, ITERATIONS):
-        assert "arXiv:2307.06565v1" in str(bound.source)
+        assert "arXiv:2307.06565 " in str(bound.source) and "abstract only" in str(bound.source)
     assert "not from this paper" in str(RATE.source) and "1810.02054" in str(RATE.source)
     assert "O(M^2/eps^2)" in str(ITERATIONS.source)
     for bound in (INIT, BOUND):

@@ -5,12 +5,22 @@ Problem (Huang & Lee, ICLR 2022, Eq. (1)): ``min_W F(W) = f(W) + psi(W)`` with
 group lasso ``psi(W) = lam sum_g sqrt(|g|) ||W_g||`` over the rows of ``W`` (one group per
 feature, ``|g| = k``), whose prox is block soft-thresholding.
 
-RMDA (Algorithm 1 of the paper), from ``W_0 = 0`` with ``V_0 = 0, alpha_0 = 0``::
+RMDA (Algorithm 1 of the paper), from ``W_0 = 0`` with ``V_0 = 0, alpha_0 = 0``
+(:class:`RMDAState`, :func:`rmda_step`)::
 
     beta_t = sqrt(t),  s_t = eta beta_t,  alpha_t = alpha_{t-1} + s_t,
     V_t = V_{t-1} + s_t grad f_{xi_t}(W_{t-1}),
     W~_t = prox_{(alpha_t / beta_t) psi}(W_0 - V_t / beta_t),
     W_t = (1 - c) W_{t-1} + c W~_t.
+
+This is the authors' optimizer step (``zihsyuan1214/rmda``, ``RMDA/Optimizer/rmda.py``: the
+0-based ``iteration`` gives ``sqrt(iteration + 1) = sqrt(t)``; ``prox_glasso`` in
+``RMDA/ProxFn/prox_fns.py`` thresholds each group -- a column of a ``(k, d)`` weight, a row
+here -- at ``lam alpha_t / sqrt(t) sqrt(group size)``), checked against a transcription to
+rounding in ``tests/test_rmda.py``.  Not copied: the code's ``MultiStepParam`` scheduler,
+which at epoch milestones scales the step by ``gamma`` and ``c`` by ``1 / gamma`` and
+restarts (``t``, ``alpha``, ``V`` reset, ``W_0`` = the current point); the theorem's
+algorithm has no restarts (see :mod:`bounds.huang2022`).
 
 ProxSGD with momentum (the paper's baseline): ``buf = (1 - mu) buf + mu g``,
 ``W = prox_{eta' psi}(W - eta' buf)``.  Both methods see the same minibatch sequence
@@ -27,11 +37,14 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from bounds.huang2022 import step_ratio
 
 from ..schema import Spec, positive_float, positive_int, unit_interval
 from . import Trainer, register
@@ -195,6 +208,31 @@ def limit_point(X: np.ndarray, y: np.ndarray, lam: float) -> tuple[np.ndarray, f
     return W.copy(), res, it
 
 
+def nondegeneracy_gap(X: np.ndarray, Y: np.ndarray, W: np.ndarray, lam: float) -> float:
+    """``min`` over zero groups of ``lam sqrt(k) - ||grad_g f(W*)||`` (``inf`` if none).
+
+    Nondegeneracy of the identification theorem, ``-grad f(W*) in relint d psi(W*)``, is
+    ``gap > 0``: on a zero group ``d psi`` is the ball of radius ``lam sqrt(k)``, whose
+    relative interior is the open ball (on a nonzero group ``d psi`` is a point).
+    """
+    zero = np.linalg.norm(W, axis=1) == 0
+    if not zero.any():
+        return math.inf
+    g = np.linalg.norm(gradient(X, Y, W)[zero], axis=1)
+    return float(np.min(lam * math.sqrt(W.shape[1]) - g))
+
+
+def sample_constants(X: np.ndarray) -> dict[str, float]:
+    """Per-sample smoothness ``max_i ||x_i||^2 / 2`` of the softmax cross-entropy and the
+    bound ``max_i sqrt(2) ||x_i||`` on its gradient (``||softmax - onehot|| <= sqrt(2)``):
+    the L-smoothness and bounded-moment hypotheses, finite on a finite data set."""
+    norms = np.linalg.norm(X, axis=1)
+    return {
+        "sample_smoothness": float(norms.max() ** 2 / 2),
+        "gradient_bound": float(math.sqrt(2.0) * norms.max()),
+    }
+
+
 def nondegeneracy_margin(X: np.ndarray, Y: np.ndarray, W: np.ndarray, lam: float) -> float:
     """``min`` over zero groups of ``1 - ||grad_g f(W*)|| / (lam sqrt(k))``.
 
@@ -240,7 +278,7 @@ def data_params(X: np.ndarray, y: np.ndarray) -> dict[str, float]:
         "d": float(X.shape[1]),
         "k": float(int(y.max()) + 1),
         "lipschitz": lipschitz(X),
-    }
+    } | sample_constants(X)
 
 
 # --------------------------------------------------------------------------- training
@@ -286,6 +324,47 @@ def changes_after(changes: np.ndarray, steps: np.ndarray) -> np.ndarray:
 VARIANTS = ("exact", "step_threshold")
 
 
+@dataclass
+class RMDAState:
+    """RMDA's state: initial point ``W_0``, iterate ``W_t``, dual average ``V_t``,
+    ``alpha_t = sum_{i<=t} s_i`` and the step count ``t`` (arrays may carry a leading
+    repetition axis)."""
+
+    W0: np.ndarray
+    W: np.ndarray
+    V: np.ndarray
+    alpha: float = 0.0
+    t: int = 0
+
+    @classmethod
+    def start(cls, W0: np.ndarray) -> RMDAState:
+        return cls(W0.copy(), W0.copy(), np.zeros_like(W0))
+
+
+def rmda_step(
+    state: RMDAState,
+    grad: np.ndarray,
+    eta: float,
+    c: float,
+    unit: float,
+    variant: str = "exact",
+) -> np.ndarray:
+    """One RMDA step in place, given ``grad = grad f_{xi_t}(W_{t-1})``; returns ``W~_t``.
+
+    ``unit = lam sqrt(|g|)``: the prox thresholds every group at ``alpha_t / beta_t * unit``
+    (``variant="step_threshold"``: at ``eta * unit``, the broken prox of the mutants).
+    """
+    state.t += 1
+    beta = math.sqrt(state.t)
+    s = eta * beta
+    state.alpha += s
+    state.V += s * grad
+    threshold = eta * unit if variant == "step_threshold" else state.alpha / beta * unit
+    W_tilde = group_prox(state.W0 - state.V / beta, threshold)
+    state.W = (1.0 - c) * state.W + c * W_tilde
+    return W_tilde
+
+
 def train(
     X: np.ndarray,
     y: np.ndarray,
@@ -316,15 +395,14 @@ def train(
     W_star, residual, _ = limit_point(X, y, lam)
     F_star = float(objective(X, Y, W_star, lam))
     margin = nondegeneracy_margin(X, Y, W_star, lam)
+    gap = nondegeneracy_gap(X, Y, W_star, lam)
     active = min_active_norm(W_star)
     target = zero_pattern(W_star)
     R = len(rngs)
     idx = np.stack([g.integers(0, n, size=(steps, batch)) for g in rngs], axis=1)  # (T, R, b)
     unit = lam * math.sqrt(k)
 
-    W = np.zeros((R, d, k))  # RMDA iterate W_t (W_0 = 0)
-    V = np.zeros((R, d, k))
-    alpha = 0.0
+    rm_state = RMDAState.start(np.zeros((R, d, k)))  # W_0 = 0
     P = np.zeros((R, d, k))  # ProxSGD iterate
     buf = np.zeros((R, d, k))
     pat_rmda = np.empty((R, steps, d), dtype=bool)
@@ -335,19 +413,13 @@ def train(
     XT, YT = np.ascontiguousarray(X.T), np.ascontiguousarray(Y.T)
     for t in range(1, steps + 1):
         Xb, Yb = X[idx[t - 1]], Y[idx[t - 1]]  # (R, b, d), (R, b, k)
-        beta = math.sqrt(t)
-        s = eta * beta
-        alpha += s
-        V += s * gradient(Xb, Yb, W)
-        threshold = eta * unit if variant == "step_threshold" else alpha / beta * unit
-        W_tilde = group_prox(-V / beta, threshold)
-        W = (1.0 - c) * W + c * W_tilde
+        W_tilde = rmda_step(rm_state, gradient(Xb, Yb, rm_state.W), eta, c, unit, variant)
         buf = (1.0 - mu) * buf + mu * gradient(Xb, Yb, P)
         P = group_prox(P - eta_proxsgd * buf, eta_proxsgd * unit)
         pat_rmda[:, t - 1] = zero_pattern(W_tilde)
         pat_psgd[:, t - 1] = zero_pattern(P)
         if t % log_every == 0:
-            F = objectives(XT, YT, np.concatenate([W, P]), lam) - F_star
+            F = objectives(XT, YT, np.concatenate([rm_state.W, P]), lam) - F_star
             gap_rmda[:, t // log_every], gap_psgd[:, t // log_every] = F[:R], F[R:]
 
     rm = pattern_statistics(pat_rmda, target)
@@ -355,6 +427,12 @@ def train(
     flips_rmda = changes_after(rm["changes"], rm["identification"])
     flips_psgd_after = changes_after(ps["changes"], rm["identification"])
     flips_psgd_own = changes_after(ps["changes"], ps["identification"])
+    ratio = step_ratio(np.arange(1, steps + 1))
+    schedule = {
+        "step_ratio_sum": float(ratio.sum()),
+        "step_ratio_square_sum": float(np.sum(ratio**2)),
+        "step_ratio_tail": float(steps * ratio[-1]),
+    }
     outputs = []
     for r in range(R):
         outputs.append(
@@ -375,9 +453,11 @@ def train(
                     "flips_total_proxsgd": float(ps["changes"][r].sum()),
                     "fista_residual": residual,
                     "nondegeneracy_margin": margin,
+                    "nondegeneracy_gap": gap,
                     "min_active_norm": active,
                     "zero_groups_star": float(target.sum()),
-                },
+                }
+                | schedule,
             )
         )
     return outputs
@@ -412,5 +492,7 @@ RMDA = register(
         run=run,
         memory_bytes=memory_bytes,
         grid_sections=("model", "training"),
+        measured_params=("nondegeneracy_gap",),
+        measured_max=("fista_residual",),
     )
 )
