@@ -60,6 +60,7 @@ import numpy as np
 
 from bounds.ntk import finite_width_gram
 
+from . import fused_kernels
 from .blocked_kernels import Kernels
 
 #: the exact algorithm and the broken variants used by mutation testing
@@ -164,6 +165,7 @@ def train(
     block: int | None = None,
     scaling: str = "inverted",
     monitor_every: int = 0,
+    fused: bool | None = None,
 ) -> list[RunOutput]:
     """Train ``len(rngs)`` independent repetitions at one parameter set.
 
@@ -178,6 +180,10 @@ def train(
     of averaging them, ``no_rescaling`` drops the surrogates' ``1/xi`` output scaling.
     ``scaling`` is the output convention (:func:`output_scales`); ``monitor_every`` the
     rounds between samples of the proof events (0: about :data:`MONITOR_SAMPLES` samples).
+
+    ``fused`` chooses the fused one-pass rounds of :mod:`~verify.trainers.fused_kernels`
+    (only for tau = 1; needs numba) over the blocked NumPy passes; ``None`` applies the
+    measured crossover rule :func:`~verify.trainers.fused_kernels.use_fused`.
     """
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
@@ -196,16 +202,79 @@ def train(
     every = monitor_interval(rounds, monitor_every)
     ntk_min = np.full(R, np.inf)
     movement = np.zeros(R)
+    loss = np.full((rounds + 1, R), np.nan)
+    diverged = np.full(R, -1)
+    events = _Events(X, W0, m, every, movement, ntk_min)
+    if fused is None:
+        fused = tau == 1 and fused_kernels.use_fused(n, d)
+    if fused and tau != 1:
+        raise ValueError("the fused rounds train tau = 1 only")
+    if fused and not fused_kernels.AVAILABLE:
+        raise ValueError("the fused rounds need numba (pip install '.[fast]')")
+    pass_args = (X, y, W, a, rngs, loss, diverged, events)
+    params = dict(m=m, xi=xi, p=p, scheme=scheme, eta=eta, scale=scale, root_m=root_m)
+    if fused:
+        _fused_passes(*pass_args, rounds=rounds, variant=variant, **params)
+    else:
+        _blocked_passes(*pass_args, rounds=rounds, tau=tau, variant=variant, block=block, **params)
+    outputs = []
+    for r in range(R):
+        curve = loss[:, r].copy()
+        if diverged[r] >= 0:
+            curve[diverged[r] :] = np.nan
+        W_r, W0_r = W[r * m : (r + 1) * m], W0[r * m : (r + 1) * m]
+        ok = diverged[r] < 0
+        outputs.append(
+            RunOutput(
+                curves={"loss": curve},
+                scalars={
+                    "diverged_round": float(diverged[r]),
+                    "lambda_min_H0": _lambda_min(X, W0_r),
+                    "lambda_min_Hend": _lambda_min(X, W_r) if ok else math.nan,
+                    "max_movement": float(movement[r]) if ok else math.nan,
+                    "masked_ntk_min": float(ntk_min[r]) if ok and rounds else math.nan,
+                    "monitor_every": float(every),
+                },
+            )
+        )
+    return outputs
+
+
+def _blocked_passes(
+    X: np.ndarray,
+    y: np.ndarray,
+    W: np.ndarray,
+    a: np.ndarray,
+    rngs: Sequence[np.random.Generator],
+    loss: np.ndarray,
+    diverged: np.ndarray,
+    events: _Events,
+    *,
+    m: int,
+    xi: float,
+    p: int,
+    scheme: str,
+    eta: float,
+    scale: float,
+    root_m: np.floating,
+    rounds: int,
+    tau: int,
+    variant: str,
+    block: int | None,
+) -> None:
+    """The rounds with the blocked NumPy passes (any tau), filling ``loss`` and ``diverged``."""
+    R = len(rngs)
+    ftype = X.dtype
+    n = X.shape[0]
+    keep = 1.0 / p if scheme == "partition" else xi
     disjoint = p == 1 or scheme == "partition"
     incremental = disjoint and keep < INCREMENTAL_KEEP
     reuse = not incremental and keep >= REUSE_KEEP
     kernels = Kernels(X, max(m, BATCH_ROWS), block)
     full_active = np.empty((R * m, n), dtype=bool) if reuse else None
     active = np.empty((max(m, BATCH_ROWS), n), dtype=bool)
-    loss = np.full((rounds + 1, R), np.nan)
     #: each repetition's raw network output ``sum_r a_r relu(w_r.x_i)``, when tracked
     outputs_raw: list[np.ndarray | None] = [None] * R
-    diverged = np.full(R, -1)
     limit = np.full(R, np.inf)
     with np.errstate(over="ignore", invalid="ignore"):
         # pass k logs the loss after round k - 1 and trains round k (the last pass only logs)
@@ -213,12 +282,7 @@ def train(
             training = k <= rounds
             masks = [draw_masks(rng, m, xi, p, scheme) for rng in rngs] if training else []
             live = [r for r in range(R) if diverged[r] < 0]
-            if (k - 1) % every == 0 or not training:
-                for r in live:
-                    rows = slice(r * m, (r + 1) * m)
-                    movement[r] = max(movement[r], _max_movement(W[rows], W0[rows]))
-                    if training:
-                        ntk_min[r] = min(ntk_min[r], _masked_ntk_min(X, W[rows], masks[r], m))
+            events.sample(k - 1, W, live, masks)
             first_sums: dict[int, np.ndarray] = {}
             for r in live:
                 W_r, a_r = W[r * m : (r + 1) * m], a[r * m : (r + 1) * m]
@@ -256,32 +320,120 @@ def train(
                 for r in live:
                     raw = outputs_raw[r]
                     outputs_raw[r] = raw + changes.get(r, 0.0) if incremental else None
-            if k == 1:
-                limit = DIVERGENCE_FACTOR * np.maximum(loss[0], 1e-300)
-            else:
-                bad = (~np.isfinite(loss[k - 1]) | (loss[k - 1] > limit)) & (diverged < 0)
-                diverged[bad] = k - 1
-    outputs = []
-    for r in range(R):
-        curve = loss[:, r].copy()
-        if diverged[r] >= 0:
-            curve[diverged[r] :] = np.nan
-        W_r, W0_r = W[r * m : (r + 1) * m], W0[r * m : (r + 1) * m]
-        ok = diverged[r] < 0
-        outputs.append(
-            RunOutput(
-                curves={"loss": curve},
-                scalars={
-                    "diverged_round": float(diverged[r]),
-                    "lambda_min_H0": _lambda_min(X, W0_r),
-                    "lambda_min_Hend": _lambda_min(X, W_r) if ok else math.nan,
-                    "max_movement": float(movement[r]) if ok else math.nan,
-                    "masked_ntk_min": float(ntk_min[r]) if ok and rounds else math.nan,
-                    "monitor_every": float(every),
-                },
-            )
-        )
-    return outputs
+            limit = _check_divergence(loss, k - 1, diverged, limit)
+
+
+def _fused_passes(
+    X: np.ndarray,
+    y: np.ndarray,
+    W: np.ndarray,
+    a: np.ndarray,
+    rngs: Sequence[np.random.Generator],
+    loss: np.ndarray,
+    diverged: np.ndarray,
+    events: _Events,
+    *,
+    m: int,
+    xi: float,
+    p: int,
+    scheme: str,
+    eta: float,
+    scale: float,
+    root_m: np.floating,
+    rounds: int,
+    variant: str,
+) -> None:
+    """The rounds (tau = 1) as one fused pass over each repetition's weights per round.
+
+    With one local step, every surrogate holding neuron r computes its gradient at the
+    round's starting weight, so the mean of its trained copies moves it by
+    ``-(eta s a_r / c_r) sum_i 1[w_r.x_i > 0] x_i sum_{l holds r} err_li`` (c_r the number
+    of surrogates holding r): one pass updates every neuron and, at the new weights,
+    computes the network's output (the next loss) and the next round's surrogate outputs
+    (its errors), so the next round's masks are drawn one round ahead (each repetition's
+    draws stay in the reference loop's order).
+    """
+    R = len(rngs)
+    n = X.shape[0]
+    ftype = X.dtype
+    none = np.zeros((0, m), dtype=np.uint8)
+    limit = np.full(R, np.inf)
+
+    def draw() -> list[list[np.ndarray]]:
+        return [draw_masks(rng, m, xi, p, scheme) for rng in rngs]
+
+    masks = draw() if rounds else [[] for _ in range(R)]
+    keeps = [fused_kernels.membership(mk, m) for mk in masks]
+    rows = [slice(r * m, (r + 1) * m) for r in range(R)]
+    no_err = np.zeros((0, n))
+    sums = [
+        fused_kernels.fused_round(W[s], a[s], X, none, no_err, 0.0, True, kp)
+        for s, kp in zip(rows, keeps, strict=True)
+    ]
+    average = variant != "no_averaging"
+    with np.errstate(over="ignore", invalid="ignore"):
+        # pass k logs the loss after round k - 1 and trains round k (the last pass only logs)
+        for k in range(1, rounds + 2):
+            training = k <= rounds
+            live = [r for r in range(R) if diverged[r] < 0]
+            events.sample(k - 1, W, live, masks if training else [])
+            for r in live:
+                res = (sums[r][0] * root_m).astype(ftype) - y
+                loss[k - 1, r] = float(res @ res)
+            if training:
+                masks = draw() if k < rounds else [[] for _ in range(R)]
+                for r in live:
+                    err = (scale * sums[r][1:]).astype(ftype) - y
+                    nxt = fused_kernels.membership(masks[r], m)
+                    sums[r] = fused_kernels.fused_round(
+                        W[rows[r]], a[rows[r]], X, keeps[r], err, eta * scale, average, nxt
+                    )
+                    keeps[r] = nxt
+            limit = _check_divergence(loss, k - 1, diverged, limit)
+
+
+class _Events:
+    """The sampled proof events of every repetition (see the module docstring)."""
+
+    def __init__(
+        self,
+        X: np.ndarray,
+        W0: np.ndarray,
+        m: int,
+        every: int,
+        movement: np.ndarray,
+        ntk_min: np.ndarray,
+    ) -> None:
+        self.X, self.W0, self.m, self.every = X, W0, m, every
+        self.movement, self.ntk_min = movement, ntk_min
+
+    def sample(
+        self, k: int, W: np.ndarray, live: Sequence[int], masks: Sequence[Sequence[np.ndarray]]
+    ) -> None:
+        """At round start k (a sampled one, or the end: ``masks`` empty), update the events."""
+        if k % self.every != 0 and masks:
+            return
+        m = self.m
+        for r in live:
+            rows = slice(r * m, (r + 1) * m)
+            self.movement[r] = max(self.movement[r], _max_movement(W[rows], self.W0[rows]))
+            if masks:
+                worst = _masked_ntk_min(self.X, W[rows], masks[r], m)
+                self.ntk_min[r] = min(self.ntk_min[r], worst)
+
+
+def _check_divergence(
+    loss: np.ndarray, k: int, diverged: np.ndarray, limit: np.ndarray
+) -> np.ndarray:
+    """Mark the repetitions whose loss after round k is not finite or above the limit.
+
+    The limit is :data:`DIVERGENCE_FACTOR` times the initial loss (set at k = 0, returned).
+    """
+    if k == 0:
+        return DIVERGENCE_FACTOR * np.maximum(loss[0], 1e-300)
+    bad = (~np.isfinite(loss[k]) | (loss[k] > limit)) & (diverged < 0)
+    diverged[bad] = k
+    return limit
 
 
 def _restrict(a: np.ndarray, idx: np.ndarray) -> np.ndarray:

@@ -1,0 +1,190 @@
+"""The fused one-pass rounds (verify/trainers/fused_kernels.py) against the blocked NumPy
+passes and the plain reference loop, both paths of the trainer, and the NumPy fallback."""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from verify.data import sphere
+from verify.trainers import fused_kernels
+from verify.trainers.blocked_kernels import Kernels
+from verify.trainers.masked_shallow import draw_masks, init_weights, train
+
+from .conftest import ROOT
+from .reference_loop import reference_train
+from .test_trainer import _variant_reference
+
+needs_numba = pytest.mark.skipif(not fused_kernels.AVAILABLE, reason="numba is not installed")
+
+
+def _plain_round(X, y, W, a, masks, eta, s, average=True):
+    """One round with tau = 1 of the reference loop: every surrogate's copy, then the mean."""
+    m = W.shape[0]
+    total, count = np.zeros_like(W), np.zeros(m)
+    for idx in masks:
+        mask = np.zeros(m)
+        mask[idx] = 1.0
+        Z = X @ W.T
+        err = (np.maximum(Z, 0) * mask * a).sum(axis=1) * s - y
+        grad = ((err[:, None] * (Z > 0) * mask * a).T @ X) * s
+        total += -eta * grad * mask[:, None]
+        count += mask
+    held = count > 0
+    out = W.copy()
+    out[held] += total[held] / (count[held, None] if average else 1.0)
+    return out
+
+
+@needs_numba
+@pytest.mark.parametrize("m", [1, 63, 64, 65, 1000])
+def test_fused_round_matches_the_blocked_passes_and_the_plain_round(m, global_seed):
+    """Forward sums against ``Kernels.forward``; the update against the plain round (1e-10)."""
+    rng = np.random.default_rng(global_seed)
+    X, y = sphere(8, 4, rng)
+    W, a = init_weights(rng, m, 4, 1.0)
+    masks = draw_masks(rng, m, 0.6, 3, "bernoulli")
+    nxt = draw_masks(rng, m, 0.6, 3, "bernoulli")
+    s, eta = 1.0 / (0.6 * math.sqrt(m)), 0.3
+    none = np.zeros((0, m), dtype=np.uint8)
+    kernels = Kernels(X, m)
+
+    def restricted(idx):
+        out = np.zeros_like(a)
+        out[idx] = a[idx]
+        return out
+
+    W_f = W.copy()
+    sums = fused_kernels.fused_round(
+        W_f, a, X, none, np.zeros((0, 8)), 0.0, True, fused_kernels.membership(masks, m)
+    )
+    blocked = kernels.forward(W, [a] + [restricted(idx) for idx in masks])
+    np.testing.assert_allclose(sums, blocked, rtol=1e-10, atol=1e-12 * np.abs(blocked).max())
+    assert np.array_equal(W_f, W)  # no training rows: the weights are untouched
+
+    err = s * sums[1:] - y
+    keep, nkeep = fused_kernels.membership(masks, m), fused_kernels.membership(nxt, m)
+    new = fused_kernels.fused_round(W_f, a, X, keep, err, eta * s, True, nkeep)
+    expected = _plain_round(X, y, W, a, masks, eta, s)
+    np.testing.assert_allclose(W_f, expected, rtol=1e-10, atol=1e-14)
+    after = kernels.forward(expected, [a] + [restricted(idx) for idx in nxt])
+    np.testing.assert_allclose(new, after, rtol=1e-10, atol=1e-12 * np.abs(after).max())
+
+
+@needs_numba
+def test_fused_round_comparison_detects_a_wrong_update(global_seed):
+    """Negative control: summing instead of averaging the copies fails the comparison."""
+    rng = np.random.default_rng(global_seed)
+    X, y = sphere(8, 4, rng)
+    m = 500
+    W, a = init_weights(rng, m, 4, 1.0)
+    masks = draw_masks(rng, m, 0.6, 3, "bernoulli")
+    s, eta = 1.0 / (0.6 * math.sqrt(m)), 0.3
+    keep = fused_kernels.membership(masks, m)
+    none = np.zeros((0, m), dtype=np.uint8)
+    sums = fused_kernels.fused_round(W.copy(), a, X, none, np.zeros((0, 8)), 0.0, True, keep)
+    W_f = W.copy()
+    fused_kernels.fused_round(W_f, a, X, keep, s * sums[1:] - y, eta * s, False, none)
+    expected = _plain_round(X, y, W, a, masks, eta, s)
+    assert not np.allclose(W_f, expected, rtol=1e-6, atol=1e-12)
+    np.testing.assert_allclose(W_f, _plain_round(X, y, W, a, masks, eta, s, average=False))
+
+
+@pytest.mark.parametrize("fused", [False, pytest.param(True, marks=needs_numba)])
+@pytest.mark.parametrize(
+    "xi,p,scheme",
+    [(0.5, 1, "bernoulli"), (0.3, 3, "bernoulli"), (1.0, 2, "bernoulli"), (0.5, 3, "partition")],
+)
+def test_both_paths_match_the_reference_loop(fused, xi, p, scheme, global_seed):
+    X, y = sphere(6, 3, np.random.default_rng(global_seed))
+    kw = dict(m=70, kappa=1.0, eta=0.05, rounds=6, xi=xi, p=p, tau=1, scheme=scheme)
+    seeds = [global_seed + 21, global_seed + 22]
+    out = train(X, y, rngs=[np.random.default_rng(s) for s in seeds], fused=fused, **kw)
+    ref = reference_train(X, y, seeds=seeds, **kw)
+    for o, r in zip(out, ref, strict=True):
+        np.testing.assert_allclose(o.curves["loss"], r, rtol=1e-10, atol=1e-12)
+
+
+@needs_numba
+@pytest.mark.parametrize("variant", ["no_averaging", "no_rescaling"])
+def test_fused_variants_match_their_plain_loop(variant, global_seed):
+    X, y = sphere(6, 3, np.random.default_rng(global_seed))
+    kw = dict(m=30, kappa=1.0, eta=0.02, rounds=4, xi=0.4, p=3, tau=1, scheme="bernoulli")
+    out = train(
+        X, y, rngs=[np.random.default_rng(global_seed + 3)], variant=variant, fused=True, **kw
+    )
+    ref = _variant_reference(X, y, seed=global_seed + 3, variant=variant, **kw)
+    np.testing.assert_allclose(out[0].curves["loss"], ref, rtol=1e-10, atol=1e-12)
+
+
+@needs_numba
+def test_fused_and_blocked_paths_report_the_same_outputs(global_seed):
+    """Loss curves, proof events and kernel eigenvalues agree between the two paths; the
+    fused path's numbers are bit-identical on a rerun; float32 follows float64."""
+    X, y = sphere(8, 4, np.random.default_rng(global_seed))
+    kw = dict(m=3000, kappa=1.0, eta=0.2, rounds=30, xi=0.7, p=4, tau=1, monitor_every=7)
+
+    def run(fused, dtype="float64"):
+        rngs = [np.random.default_rng(global_seed + r) for r in range(2)]
+        return train(X, y, rngs=rngs, fused=fused, dtype=dtype, **kw)
+
+    fused, blocked, again = run(True), run(False), run(True)
+    for f, b, g in zip(fused, blocked, again, strict=True):
+        np.testing.assert_allclose(f.curves["loss"], b.curves["loss"], rtol=1e-10)
+        assert f.scalars.keys() == b.scalars.keys()
+        for key in f.scalars:
+            np.testing.assert_allclose(f.scalars[key], b.scalars[key], rtol=1e-9, atol=1e-15)
+        assert np.array_equal(f.curves["loss"], g.curves["loss"])
+        assert f.scalars == g.scalars
+    for f32, f64 in zip(run(True, "float32"), fused, strict=True):
+        np.testing.assert_allclose(f32.curves["loss"], f64.curves["loss"], rtol=1e-3)
+
+
+def test_fused_rounds_refuse_several_local_steps():
+    X, y = sphere(6, 3, np.random.default_rng(0))
+    with pytest.raises(ValueError, match="tau = 1"):
+        train(
+            X,
+            y,
+            m=10,
+            kappa=1.0,
+            eta=0.1,
+            rounds=1,
+            xi=0.5,
+            p=1,
+            tau=2,
+            rngs=[np.random.default_rng(0)],
+            fused=True,
+        )
+
+
+def test_numpy_fallback_without_numba(tmp_path):
+    """``MASKVERIFY_NUMBA=0``: no fused rounds, the blocked passes train (as without numba)."""
+    script = (
+        "import numpy as np\n"
+        "from verify.data import sphere\n"
+        "from verify.trainers import fused_kernels\n"
+        "from verify.trainers.masked_shallow import train\n"
+        "assert not fused_kernels.AVAILABLE and not fused_kernels.use_fused(8, 4)\n"
+        "X, y = sphere(8, 4, np.random.default_rng(0))\n"
+        "kw = dict(m=50, kappa=1.0, eta=0.1, rounds=3, xi=0.5, p=2, tau=1)\n"
+        "out = train(X, y, rngs=[np.random.default_rng(1)], **kw)\n"
+        f"np.save({str(tmp_path / 'loss.npy')!r}, out[0].curves['loss'])\n"
+        "try:\n"
+        "    train(X, y, rngs=[np.random.default_rng(1)], fused=True, **kw)\n"
+        "except ValueError as exc:\n"
+        "    assert 'numba' in str(exc)\n"
+        "else:\n"
+        "    raise AssertionError('fused=True without numba must fail')\n"
+    )
+    env = {**os.environ, "MASKVERIFY_NUMBA": "0"}
+    subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, check=True)
+    X, y = sphere(8, 4, np.random.default_rng(0))
+    kw = dict(m=50, kappa=1.0, eta=0.1, rounds=3, xi=0.5, p=2, tau=1)
+    blocked = train(X, y, rngs=[np.random.default_rng(1)], fused=False, **kw)
+    assert np.array_equal(np.load(tmp_path / "loss.npy"), blocked[0].curves["loss"])
