@@ -45,6 +45,11 @@ neurons, in two matmuls per block, plus a few passes over in-cache memory):
   all m neurons every :data:`RESYNC` rounds.
 * Averaging: each neuron's copies are summed per surrogate into an ``(m, d)`` accumulator;
   with disjoint masks a neuron simply takes its one trained copy.
+* One local step (tau = 1, ``n d`` up to :data:`~verify.trainers.fused_kernels.MAX_ND`,
+  numba available): none of the above.  A round is one fused pass over each repetition's
+  weights (:mod:`verify.trainers.fused_kernels`) that moves every neuron by the mean of its
+  copies' steps and computes, at the new weights, the next loss and the next round's
+  surrogate outputs.
 
 These choices change results only at rounding level; the tests compare the loss curves
 with a plain loop to a relative 1e-10.
@@ -210,7 +215,7 @@ def train(
     if fused and tau != 1:
         raise ValueError("the fused rounds train tau = 1 only")
     if fused and not fused_kernels.AVAILABLE:
-        raise ValueError("the fused rounds need numba (pip install '.[fast]')")
+        raise ValueError("the fused rounds need numba (pip install numba), or MASKVERIFY_NUMBA is 0")
     pass_args = (X, y, W, a, rngs, loss, diverged, events)
     params = dict(m=m, xi=xi, p=p, scheme=scheme, eta=eta, scale=scale, root_m=root_m)
     if fused:
