@@ -34,7 +34,15 @@ Params = Mapping[str, Any]
 class Tightness(StrEnum):
     """How a predicted quantity relates to the truth."""
 
-    UPPER_EXACT = "upper bound, constants from the paper"
+    UPPER_EXACT = "exact upper bound: every constant from the paper, checked without calibration"
+    EXACT_RATE_FORM_ERROR = (
+        "exact upper bound on the rate (constants from the paper); error term the paper's "
+        "O(.) form with its one constant calibrated"
+    )
+    SHAPE = (
+        "diagnostic of the bound's shape, not a claim of the paper: the paper's terms with one "
+        "constant calibrated"
+    )
     UPPER_CALIBRATED = "upper bound, functional form only, constants calibrated on a grid subset"
     EXACT = "exact identity"
     HEURISTIC = "heuristic functional form (not the paper's expression), constants calibrated"
@@ -80,6 +88,9 @@ class LogLinearForm:
     name: str
     terms: tuple[Term, ...]
     constant: float | None = None  # known C, else calibrated
+    #: one constant per initialisation group (common random numbers); False: a single
+    #: constant over the whole grid (a form whose claim is its dependence on a grouping key)
+    grouped: bool = True
 
     def features(self, params: Params) -> np.ndarray:
         return np.array([t.value(params) for t in self.terms], dtype=float)
@@ -104,6 +115,7 @@ class LogLinearForm:
         of the initialisation draw), the exponents are shared.
         """
         observed = np.asarray(observed, dtype=float)
+        group_keys = group_keys if self.grouped else ()
         rows = [
             (self.features(p), o, group_label(p, group_keys))
             for p, o in zip(points, observed, strict=True)

@@ -72,6 +72,7 @@ def kernel_data_params(K: np.ndarray, X: np.ndarray, y: np.ndarray) -> dict[str,
         "lambda0": float(eig[0]),
         "lambda_max": float(eig[-1]),
         "label_bound": float(np.max(np.abs(y))),
+        "label_norm2": float(y @ y),
         "input_norm_error": float(np.max(np.abs(np.linalg.norm(X, axis=1) - 1.0))),
         "max_abs_cosine": float(off.max()),
     }

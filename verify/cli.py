@@ -130,6 +130,34 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_vacuity(args: argparse.Namespace) -> int:
+    """Where the case's exact bounds are non-vacuous over a parameter region, and the cost."""
+    from .vacuity import parse_axes, region_rows
+
+    case = load(args.case)
+    ids = [args.bound] if args.bound else list(case.bounds)
+    for bound_id in ids:
+        bounds.get(bound_id)  # an unknown id is bad input
+    rows = region_rows(case, ids, parse_axes(args.grid))
+    if not rows:
+        print(f"{case.name}: none of {', '.join(ids)} has an explicit error term at these points")
+        return 0
+    axes = [k for k in rows[0] if k in case.grid or k in parse_axes(args.grid)]
+    head = ["bound", *axes, "B/L0", "decay", "rounds", "neuron-steps", "GFLOP"]
+    print("  ".join(f"{h:>12}" for h in head))
+    for r in rows:
+        cells = [r["bound"].split(".")[-1], *[r[k] for k in axes]]
+        cells += [f"{r['bound_over_L0']:.3g}", f"{r['exact_decay']:.3g}"]
+        cells += [f"{r['rounds_needed']:.3g}", f"{r['neuron_steps']:.3g}", f"{r['flops'] / 1e9:.3g}"]
+        print("  ".join(f"{c!s:>12}" for c in cells))
+    good = sum(r["non_vacuous"] for r in rows)
+    print(
+        f"{good} of {len(rows)} points non-vacuous (B < expected initial loss); rounds: until the "
+        "envelope is within 2x of B (B = 0: until the loss halves)"
+    )
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     import reports
 
@@ -207,6 +235,35 @@ def build_parser() -> argparse.ArgumentParser:
     mut.add_argument("--only", default="", help="comma-separated mutant names")
     mut.add_argument("--quick", action="store_true")
     mut.set_defaults(func=cmd_mutate)
+    con = sub.add_parser(
+        "conform", help="test that a user trainer's losses are distributed like the reference's"
+    )
+    con.add_argument("cases", nargs="+")
+    con.add_argument(
+        "--trainer", required=True, metavar="SPEC", help="MODULE:FUNCTION or FILE.py:FUNCTION"
+    )
+    con.add_argument("--out", default="results/conform")
+    con.add_argument(
+        "--repetitions", type=int, default=None, help="per sample (default: see the README)"
+    )
+    con.add_argument("--jobs", type=int, default=1)
+    con.add_argument("--executor", default="serial", choices=["serial", "process", "dask"])
+    con.add_argument("--quick", action="store_true")
+    con.add_argument("--no-progress", action="store_true")
+    con.set_defaults(func=cmd_conform)
+    vac = sub.add_parser(
+        "vacuity", help="where a case's exact bounds are non-vacuous, and what a run there costs"
+    )
+    vac.add_argument("case", help="a case file")
+    vac.add_argument("--bound", default="", help="one bound id (default: the case's bounds)")
+    vac.add_argument(
+        "--grid",
+        action="append",
+        default=[],
+        metavar="KEY=V1,V2",
+        help="replace or add a grid axis (repeatable), e.g. --grid m=1e4,1e5,1e6",
+    )
+    vac.set_defaults(func=cmd_vacuity)
     rep = sub.add_parser("report", help="render reports from stored results")
     rep.add_argument("results")
     rep.add_argument("--out", default=None)

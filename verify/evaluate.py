@@ -30,6 +30,7 @@ from .checks.convergence import OBSERVE, OBSERVED_BY, OBSERVERS, Context
 from .checks.stats import holm
 from .checks.verdict import FAIL, INCONCLUSIVE, PASS, PointData, Verdict
 from .grid import GridPoint, calibration_mask
+from .vacuity import vacuity_rows
 
 #: columns of the result table that describe the run, not its outputs
 BOOKKEEPING = {
@@ -67,6 +68,8 @@ def output_columns(rows: pd.DataFrame, params: Mapping[str, Any]) -> tuple[list[
 class Evaluation:
     verdicts: list[Verdict]
     calibration: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: per point and exact bound: bound / initial loss, observed / bound, requirement ratios
+    vacuity: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def failed(self) -> bool:
@@ -161,7 +164,7 @@ def evaluate(
             if cfg["bound"] in ("", bound_id):  # a check may be restricted to one bound
                 verdicts += CHECKS[cfg["kind"]].run(ctx, name, cfg)
     _finalise(verdicts, case.false_alarm)
-    return Evaluation(verdicts, calibration_report)
+    return Evaluation(verdicts, calibration_report, vacuity_rows(case.bounds, pdata, observe_cfg))
 
 
 def _in_scope(bound: bounds.Bound, params: Mapping[str, Any]) -> bool:

@@ -29,6 +29,7 @@ from .store import (
     write_point,
     write_table,
 )
+from .vacuity import term_fits
 
 
 @dataclass
@@ -145,6 +146,10 @@ def _metadata(
         "data_params": data_params,
         "provenance": provenance,
         "calibration": evaluation.calibration,
+        "vacuity": evaluation.vacuity,
+        "vacuity_term_fits": term_fits(
+            [r for r in evaluation.vacuity if r["bound"].endswith("theorem3")]
+        ),
         "environment": environment()
         | {"date": now(), "seed_entropy": str(case.seed_entropy), "code_version": code_version()},
         "wall_time_s": wall,

@@ -4,7 +4,8 @@ A new paper's claims are mostly of two shapes, and both are declared in the case
 instead of coded per paper:
 
 * ``bound`` (per point): a per-repetition statistic -- a scalar output, or a curve
-  reduced by ``reduce`` (``max``/``min``/``last``/``first``/``mean`` over the logged steps)
+  reduced by ``reduce`` (``max``/``min``/``last``/``first``/``mean`` over the logged steps, ``tail_quarter``
+  the mean of the last quarter)
   -- against the bound's prediction ``quantity`` (``Prediction.get``) with ``relation``
   ``<=``, ``>=`` or ``==`` and a tolerance ``rtol`` (relative) / ``atol`` (absolute).
   ``aggregate = "mean"``: the claim is about the expectation over the random draws
@@ -50,6 +51,8 @@ REDUCERS = {
     "last": lambda c: c[:, -1],
     "first": lambda c: c[:, 0],
     "mean": lambda c: np.mean(c, axis=1),
+    #: the floor of a loss curve: mean over the last quarter of the logged steps
+    "tail_quarter": lambda c: np.mean(c[:, -max(1, c.shape[1] // 4) :], axis=1),
 }
 _nonneg = Spec(float, 0.0, lambda v: v >= 0, "number >= 0")
 

@@ -289,6 +289,12 @@ def count_if_known(ctx: Context, v: Verdict, quantity: str) -> None:
         v.role = "test"
 
 
+def mark_vacuous(v: Verdict, bound_at_end: float, initial: float) -> None:
+    """Flag a verdict whose bound is never below the initial loss over the run (vacuous)."""
+    if math.isfinite(bound_at_end) and bound_at_end >= initial:
+        v.vacuous = True
+
+
 def screened(ctx: Context, v: Verdict, pt: PointData) -> bool:
     """Settle outside-hypotheses and divergence; True if the verdict is final."""
     if ctx.violations[pt.key]:
@@ -399,6 +405,7 @@ def floor_check(ctx: Context, name: str, cfg: Mapping[str, Any]) -> list[Verdict
             )
             continue
         v.predicted_floor = pred.value
+        mark_vacuous(v, pred.value, float(pt.curves[cfg["curve"]][:, 0].mean()))
         if pred.value == 0.0:  # no masking noise: the loss must vanish (to floor_atol)
             v.observed, v.ci_low, v.ci_high = est.value, est.low, est.high
             v.predicted, v.allowed = 0.0, cfg["floor_atol"]
@@ -474,8 +481,12 @@ def envelope_check(ctx: Context, name: str, cfg: Mapping[str, Any]) -> list[Verd
         delta = rate.limit
         curves = pt.curves[cfg["curve"]]
         R, T = curves.shape
-        envelope = np.exp(-delta * np.arange(T))[None, :] * curves[:, :1] + B
+        # a statement whose envelope starts from a stated constant (e.g. C^2 n), not from L0
+        prefactor = ctx.bound.predict(pt.params).get("envelope_prefactor")
+        start = curves[:, :1] if prefactor is None else np.full((R, 1), prefactor)
+        envelope = np.exp(-delta * np.arange(T))[None, :] * start + B
         v.predicted_rate, v.predicted_floor = math.exp(-delta), B
+        mark_vacuous(v, float(envelope.mean(axis=0)[-1]), float(curves[:, 0].mean()))
         ratio = curves.mean(axis=0) / envelope.mean(axis=0)
         worst = int(np.argmax(ratio[1:])) + 1
         v.predicted, v.allowed = 1.0, 1.0

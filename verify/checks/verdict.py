@@ -55,6 +55,8 @@ class Verdict:
     detail: str = ""
     predicted_rate: float = math.nan
     predicted_floor: float = math.nan
+    #: the bound never falls below the initial loss over the run: a pass says nothing
+    vacuous: bool = False
 
     @property
     def slack(self) -> float:
