@@ -95,10 +95,11 @@ SPARSITY_EXPONENT = -THRESHOLD_COEF / 2.0
 #: failure probability over the initialisation used in the width requirement
 DELTA = 0.1
 WIDTH_NOTE = (
-    "the paper's width requirement (polynomial in n, 1/lambda_b and log(1/delta), with "
-    "unspecified constants) is far above feasible widths -- already its first step, the "
-    "concentration of H(0) around H^b, needs m > 1e7 here (requirements()); finite-width "
-    "effects are screened by the measured kernel at initialisation"
+    "the lazy-training analysis' width requirement (polynomial in n, 1/lambda_b and "
+    "log(1/delta), with unspecified constants; the paper's abstract: width quadratic in M) "
+    "is far above feasible widths -- already its first step, the concentration of H(0) "
+    "around H^b, needs m > 1e7 here (requirements()); finite-width effects are screened "
+    "by the measured kernel at initialisation"
 )
 
 

@@ -227,3 +227,83 @@ def test_mutate_catches_a_wrong_claim_per_check(quick_run):
     assert len(results) == len(claims) >= 5
     missed = [r.mutant.name for r in results if not r.caught]
     assert set(missed) <= {"pruning_wrong"}, [(r.mutant.name, r.failures) for r in results]
+
+
+# --------------------------------------------------------------------------- the authors' setting
+SIMULATION = ROOT / "cases" / "long" / "caron2023_simulation.toml"
+
+
+@pytest.fixture(scope="module")
+def simulation_run(tmp_path_factory: pytest.TempPathFactory, global_seed: int):
+    """The authors' simulation setting in quick mode (500 of its 50000 steps)."""
+    yield from quick_case_run(SIMULATION, tmp_path_factory, global_seed)
+
+
+def test_simulation_case_is_the_authors_setting():
+    """n = 100, d = 50, m = 2000, w ~ N(0, 2I), learning rate 1 on the mean squared error
+    (eta = 2/n on 1/2 ||u - y||^2), the authors' (alpha, gamma) pairs and target."""
+    case = load(SIMULATION)
+    base, data = case.base, case.data
+    assert (data["n"], data["d"], base["m"], base["init_variance"]) == (100, 50, 2000, 2.0)
+    assert base["eta"] == pytest.approx(2.0 / data["n"]) and base["steps"] == 50_000
+    assert {(p.get("alpha", base["alpha"]), p["gamma"]) for p in case.points} == {
+        (0.5, 1.0),
+        (0.7, 0.5),
+        (0.5, 0.2),
+    }
+    X, y = ns.make_data(data, np.random.default_rng(0), SIMULATION.parent)
+    np.testing.assert_allclose(np.linalg.norm(X, axis=1), 1.0)
+    noise = y - np.mean(5 * np.sin(np.pi * X), axis=1)
+    assert abs(noise.std() - 0.1) < 0.03 and abs(noise.mean()) < 0.05
+
+
+def test_mean_squared_error_step_is_eta_two_over_n(rng):
+    """One GD step with learning rate 1 on (1/n) sum (u - y)^2 is the trainer's step with
+    eta = 2/n on 1/2 ||u - y||^2."""
+    X, y = sphere(10, 6, rng)
+    lam = node_scalings(40, 0.5, 0.7)
+    W, a = ns.init_weights([rng], 40, 6, 2.0)
+    coef = np.sqrt(lam)[None] * a
+
+    def mse(V):
+        u, _, _ = ns.forward(X, V, coef)
+        return np.mean((u - y) ** 2, axis=1)
+
+    u, _, S = ns.forward(X, W, coef)
+    step = (2.0 / len(y)) * ns.gradient(X, S, coef, u - y)
+    eps = 1e-6
+    numeric = np.zeros_like(W)
+    for idx in np.ndindex(W.shape[1:]):
+        E = np.zeros_like(W)
+        E[(slice(None), *idx)] = eps
+        numeric[(slice(None), *idx)] = (mse(W + E) - mse(W - E)) / (2 * eps)
+    np.testing.assert_allclose(step, numeric, rtol=1e-6, atol=1e-10)
+
+
+def test_scalings_are_the_papers_not_the_codes_zero_indexed_ones():
+    """The code's ``a/p + (1 - a) zipfian.pmf(arange(p), 1/alpha, p)`` starts at j = 0,
+    where the pmf is 0: its nodes 1..m-1 are the paper's nodes 1..m-1 shifted by one, its
+    node 0 gets only gamma/m and its scalings do not sum to 1.  The trainer uses the
+    paper's j = 1..m."""
+    from scipy import stats
+
+    m, gamma, alpha = 2000, 0.2, 0.5
+    code = gamma / m + (1 - gamma) * stats.zipfian.pmf(np.arange(m), 1 / alpha, m)
+    ours = node_scalings(m, gamma, alpha)
+    np.testing.assert_allclose(code[1:], ours[:-1], rtol=1e-10)
+    assert code[0] == pytest.approx(gamma / m) and ours[0] > 100 * code[0]
+    assert code.sum() < 1 - 1e-8 and ours.sum() == pytest.approx(1.0)
+
+
+def test_simulation_quick_run_passes_and_its_kernel_control_fails(simulation_run):
+    """At 500 steps the per-step guarantee and the kernel bound hold at the authors'
+    three (alpha, gamma); a kernel bound 10x too large fails.  (The pruning claim needs
+    the full 50000 steps: README, measured risks.)"""
+    case, run, points, results, data_params = simulation_run
+    verdicts = run.evaluation.verdicts
+    assert not run.evaluation.failed, [v.detail for v in verdicts if v.status == FAIL]
+    for check in ("loss_decay", "kernel"):
+        mine = [v for v in verdicts if v.check == check]
+        assert len(mine) == 3 and all(v.status == PASS and v.counted for v in mine)
+    ev = evaluate(case, points, results, data_params, {"kernel_lower": 10.0})
+    assert all(v.status == FAIL for v in ev.verdicts if v.check == "kernel")

@@ -28,25 +28,38 @@ Scalar outputs per repetition:
   part) and ``step_margin0`` (``2 / (eta lambda_max(Theta_0))``);
 * ``diverged_round``: first logged step whose loss is not finite or above
   :data:`DIVERGENCE_FACTOR` times the initial loss (``-1`` if none); training stops there.
+
+Data: the shared sphere or file data, or ``kind = "sine"``, the authors' simulation target
+(``juho-lee/asymmetrical_scaling``, ``simulations/sample_data.py``): ``x_i`` uniform on the
+unit sphere, ``y_i = mean_k 5 sin(pi x_ik) + noise * N(0, 1)`` (``noise`` = 0.1 there).
+The authors train with learning rate 1 on the *mean* squared error
+``(1/n) sum_i (u_i - y_i)^2``, which is gradient descent on ``1/2 ||u - y||^2`` with
+``eta = 2 / n``.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from bounds.caron2023 import data_params, node_scalings, theta_infinity
 
-from ..data import data_schema, make_data
+from ..data import data_schema, sphere
+from ..data import make_data as shared_data
 from ..schema import Spec, positive_float, positive_int, unit_interval
 from . import Trainer, register
 from .masked_shallow import RunOutput
 
 SCHEMA = {
-    "data": data_schema(n=16, d=16, max_n=10_000),
+    "data": data_schema(n=16, d=16, max_n=10_000)
+    | {
+        "kind": Spec(str, "sphere", choices=("sphere", "file", "sine")),
+        "noise": Spec(float, 0.1, lambda v: 0 <= v < math.inf, "number >= 0"),
+    },
     "model": {
         "m": positive_int(1000, maximum=1_000_000),
         "gamma": unit_interval(1.0),
@@ -68,6 +81,17 @@ DIVERGENCE_FACTOR = 1e6
 RESOLUTION = 1e-20
 #: the variants used by the tests' broken-trainer control
 VARIANTS = ("exact", "unscaled_gradient")
+
+
+def make_data(
+    params: Mapping[str, Any], rng: np.random.Generator, base: Path
+) -> tuple[np.ndarray, np.ndarray]:
+    """The shared data kinds, or the authors' simulation target (``kind = "sine"``)."""
+    if params["kind"] != "sine":
+        return shared_data(params, rng, base)
+    X, _ = sphere(params["n"], params["d"], rng)
+    y = np.mean(5.0 * np.sin(np.pi * X), axis=1) + params["noise"] * rng.standard_normal(len(X))
+    return X, y
 
 
 def init_weights(
