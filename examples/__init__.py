@@ -1,0 +1,1 @@
+"""Examples written against the suite's public protocols (importable as ``examples.*``)."""
