@@ -1,4 +1,4 @@
-"""Command line: ``python -m verify run | list | report``.
+"""Command line: ``python -m verify run | list | report | mutate | conform``.
 
 Exit codes of ``run``: 0 every counted check passes (outside-hypotheses allowed),
 1 some check fails, 2 bad input (nothing is written).
@@ -75,6 +75,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .runner import run_case
 
     cases = collect_cases(args.cases)  # validate everything before writing anything
+    if args.trainer:  # the user's implementation in place of the case's trainer
+        from .user_trainer import with_trainer
+
+        cases = [with_trainer(case, args.trainer) for case in cases]
     perturb = parse_perturb(args.perturb, claimed_quantities(cases))
     if args.jobs < 1:
         raise CaseError("--jobs: must be >= 1")
@@ -206,6 +210,30 @@ def cmd_mutate(args: argparse.Namespace) -> int:
     return 1 if missed else 0
 
 
+def cmd_conform(args: argparse.Namespace) -> int:
+    from .conform import conform, summary
+
+    cases = collect_cases(args.cases)
+    if args.jobs < 1:
+        raise CaseError("--jobs: must be >= 1")
+    conforming = True
+    for case in cases:
+        result = conform(
+            case,
+            args.trainer,
+            Path(args.out),
+            args.repetitions,
+            args.executor,
+            args.jobs,
+            args.quick,
+            show_progress=not args.no_progress,
+        )
+        for line in summary(result):
+            print(line)
+        conforming &= result.conforms
+    return 0 if conforming else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m verify", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -223,6 +251,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="perturb predictions to see the checks' power: floor=0.1, rate=2, trend=-1, or "
         "QUANTITY=FACTOR for a quantity a case's bound/scaling check tests (multiplies it)",
     )
+    run.add_argument(
+        "--trainer",
+        default="",
+        metavar="SPEC",
+        help="train with a user callable MODULE:FUNCTION or path/to/file.py:FUNCTION "
+        "(results under <case>@<name>; see the README's protocol)",
+    )
     run.add_argument("--format", default="html,md,junit", help="report formats")
     run.add_argument("--no-report", action="store_true")
     run.add_argument("--no-progress", action="store_true")
@@ -235,6 +270,22 @@ def build_parser() -> argparse.ArgumentParser:
     mut.add_argument("--only", default="", help="comma-separated mutant names")
     mut.add_argument("--quick", action="store_true")
     mut.set_defaults(func=cmd_mutate)
+    con = sub.add_parser(
+        "conform", help="test that a user trainer's losses are distributed like the reference's"
+    )
+    con.add_argument("cases", nargs="+")
+    con.add_argument(
+        "--trainer", required=True, metavar="SPEC", help="MODULE:FUNCTION or FILE.py:FUNCTION"
+    )
+    con.add_argument("--out", default="results/conform")
+    con.add_argument(
+        "--repetitions", type=int, default=None, help="per sample (default: see the README)"
+    )
+    con.add_argument("--jobs", type=int, default=1)
+    con.add_argument("--executor", default="serial", choices=["serial", "process", "dask"])
+    con.add_argument("--quick", action="store_true")
+    con.add_argument("--no-progress", action="store_true")
+    con.set_defaults(func=cmd_conform)
     con = sub.add_parser(
         "conform", help="test that a user trainer's losses are distributed like the reference's"
     )
