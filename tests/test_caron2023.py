@@ -87,13 +87,18 @@ def test_gradient_matches_finite_differences(rng):
 
     u, _, S = ns.forward(X, W, coef)
     grad = ns.gradient(X, S, coef, u - y)
-    eps = 1e-6
+    np.testing.assert_allclose(grad, numeric_gradient(loss, W), rtol=1e-6, atol=1e-9)
+
+
+def numeric_gradient(loss, W: np.ndarray, eps: float = 1e-6) -> np.ndarray:
+    """Central differences of ``loss`` (one value per repetition) in every entry of
+    ``W (R, m, d)``."""
     numeric = np.zeros_like(W)
     for idx in np.ndindex(W.shape[1:]):
         E = np.zeros_like(W)
         E[(slice(None), *idx)] = eps
         numeric[(slice(None), *idx)] = (loss(W + E) - loss(W - E)) / (2 * eps)
-    np.testing.assert_allclose(grad, numeric, rtol=1e-6, atol=1e-9)
+    return numeric
 
 
 def train_small(rngs, **overrides):
@@ -271,13 +276,7 @@ def test_mean_squared_error_step_is_eta_two_over_n(rng):
 
     u, _, S = ns.forward(X, W, coef)
     step = (2.0 / len(y)) * ns.gradient(X, S, coef, u - y)
-    eps = 1e-6
-    numeric = np.zeros_like(W)
-    for idx in np.ndindex(W.shape[1:]):
-        E = np.zeros_like(W)
-        E[(slice(None), *idx)] = eps
-        numeric[(slice(None), *idx)] = (mse(W + E) - mse(W - E)) / (2 * eps)
-    np.testing.assert_allclose(step, numeric, rtol=1e-6, atol=1e-10)
+    np.testing.assert_allclose(step, numeric_gradient(mse, W), rtol=1e-6, atol=1e-10)
 
 
 def test_scalings_are_the_papers_not_the_codes_zero_indexed_ones():

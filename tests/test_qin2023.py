@@ -288,21 +288,30 @@ def test_too_small_active_count_bound_fails(quick_run):
     assert ev.failed and all(v.status == FAIL for v in counts)
 
 
+def broken_points(case, changes, variant: str, seed: int) -> list[PointData]:
+    """Grid points ``case.base | change`` trained by a broken variant, 3 repetitions each,
+    on the case's kind of data (16 points in d = 16)."""
+    X, y = sphere(16, 16, np.random.default_rng(seed))
+    pts = []
+    for i, change in enumerate(changes):
+        params = case.base | change
+        rngs = [np.random.default_rng([seed, i, r]) for r in range(3)]
+        out = sr.run(params, X, y, rngs, variant=variant)
+        curves = {k: np.stack([o.curves[k] for o in out]) for k in out[0].curves}
+        scalars = {k: np.array([o.scalars[k] for o in out]) for k in out[0].scalars}
+        label = ", ".join(f"{k}={v}" for k, v in change.items())
+        pt = PointData(f"p{i}", label, params | sr.data_params(X, y), curves, scalars, {})
+        pt.cache["grid_keys"] = set(case.trainer.grid_keys)
+        pts.append(pt)
+    return pts
+
+
 def test_trainer_dropping_activated_neurons_fails(global_seed):
     """A query that loses activated neurons: the sparse step is no longer the dense one,
     the trajectories part and the loss stalls."""
     case = load(CASE)
-    X, y = sphere(16, 16, np.random.default_rng(global_seed))
-    pts = []
-    for m in (512, 2048):
-        params = case.base | {"m": m, "steps": 120}
-        rngs = [np.random.default_rng([global_seed, m, r]) for r in range(3)]
-        out = sr.run(params, X, y, rngs, variant="drop_active")
-        curves = {k: np.stack([o.curves[k] for o in out]) for k in out[0].curves}
-        scalars = {k: np.array([o.scalars[k] for o in out]) for k in out[0].scalars}
-        pt = PointData(f"m{m}", f"m={m}", params | sr.data_params(X, y), curves, scalars, {})
-        pt.cache["grid_keys"] = set(case.trainer.grid_keys)
-        pts.append(pt)
+    changes = [{"m": m, "steps": 120} for m in (512, 2048)]
+    pts = broken_points(case, changes, "drop_active", global_seed)
     verdicts = checks_on(case, pts, ["sparse_gradient", "sparse_trajectory", "floor"])
     assert {v.check for v in verdicts} == {"sparse_gradient", "sparse_trajectory", "floor"}
     assert all(v.status == FAIL for v in verdicts), [(v.check, v.status) for v in verdicts]
@@ -387,18 +396,10 @@ def test_sublinear_method_fails_the_iteration_bound(global_seed):
     """GD with the decaying step eta / (t + 1): the loss falls like a small power of t, so
     small eps are out of reach within the budget and the reached eps cost more than 1/eps^2."""
     case = load(ITERATIONS_CASE)
-    X, y = sphere(16, 16, np.random.default_rng(global_seed))
-    pts = []
-    for eps in (1e-1, 1e-2, 1e-3, 1e-4):
-        params = case.base | {"m": 1024, "target_loss": eps}
-        rngs = [np.random.default_rng([global_seed, 1024, r]) for r in range(3)]
-        out = sr.run(params, X, y, rngs, variant="decaying_step")
-        curves = {k: np.stack([o.curves[k] for o in out]) for k in out[0].curves}
-        scalars = {k: np.array([o.scalars[k] for o in out]) for k in out[0].scalars}
-        pt = PointData(f"e{eps}", f"eps={eps}", params | sr.data_params(X, y), curves, scalars, {})
-        pt.cache["grid_keys"] = set(case.trainer.grid_keys)
-        pts.append(pt)
+    changes = [{"m": 1024, "target_loss": eps} for eps in (1e-1, 1e-2, 1e-3, 1e-4)]
+    pts = broken_points(case, changes, "decaying_step", global_seed)
     verdicts = checks_on(case, pts, ["reached", "iterations"])
     assert any(v.status == FAIL for v in verdicts), [(v.check, v.status) for v in verdicts]
+    X, y = sphere(16, 16, np.random.default_rng(global_seed))
     exact = [sr.run(p.params, X, y, [np.random.default_rng(0)])[0] for p in pts]
     assert all(o.scalars["target_reached"] == 1 for o in exact)  # the true GD reaches them all
