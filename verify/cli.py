@@ -286,22 +286,6 @@ def build_parser() -> argparse.ArgumentParser:
     con.add_argument("--quick", action="store_true")
     con.add_argument("--no-progress", action="store_true")
     con.set_defaults(func=cmd_conform)
-    con = sub.add_parser(
-        "conform", help="test that a user trainer's losses are distributed like the reference's"
-    )
-    con.add_argument("cases", nargs="+")
-    con.add_argument(
-        "--trainer", required=True, metavar="SPEC", help="MODULE:FUNCTION or FILE.py:FUNCTION"
-    )
-    con.add_argument("--out", default="results/conform")
-    con.add_argument(
-        "--repetitions", type=int, default=None, help="per sample (default: see the README)"
-    )
-    con.add_argument("--jobs", type=int, default=1)
-    con.add_argument("--executor", default="serial", choices=["serial", "process", "dask"])
-    con.add_argument("--quick", action="store_true")
-    con.add_argument("--no-progress", action="store_true")
-    con.set_defaults(func=cmd_conform)
     vac = sub.add_parser(
         "vacuity", help="where a case's exact bounds are non-vacuous, and what a run there costs"
     )
