@@ -64,12 +64,13 @@ def run_task(task: Task) -> tuple[str, pd.DataFrame]:
     """Train one point (all repetitions) and return its tidy rows."""
     from bounds.plugins import import_plugin
 
-    from . import trainers
     from .store import environment
+    from .user_trainer import resolve
 
     for spec in task.plugins:  # a fresh worker process has not imported them yet
         import_plugin(spec)
-    trainer = trainers.get(task.trainer)
+    # a user trainer (``--trainer SPEC``) is re-imported by name in a fresh worker
+    trainer = resolve(task.trainer)
     rngs, init_rngs = seeded_generators(task)
     start = time.perf_counter()
     with threadpool_limits(limits=1):
