@@ -33,6 +33,7 @@ from reports.summary import (
     status_counts,
     total_counts,
 )
+from reports.vacuity import vacuity_html
 
 VERDICT_HEADER = (
     "bound",
@@ -113,6 +114,7 @@ def _case(case: CaseResults, figures: bool) -> str:
         + " · ".join(f'<span class="st-{esc(k)}">{esc(k)}: {v}</span>' for k, v in counts.items())
         + "</p>"
     )
+    parts.append(vacuity_html(case))
     fails = failures(case.verdicts)
     if len(fails):
         parts.append(f"<h3>Failures ({len(fails)})</h3>")

@@ -17,6 +17,7 @@ from reports.summary import (
     status_counts,
     total_counts,
 )
+from reports.vacuity import vacuity_lines
 
 MAX_FAILURE_ROWS = 40
 ICONS = {"PASS": "✅", "FAIL": "❌", "NO VERDICTS": "⚠️"}
@@ -63,6 +64,7 @@ def _case_section(case: CaseResults) -> list[str]:
     wall = case.meta.get("wall_time_s")
     bounds = ", ".join(f"`{b}`" for b in case.meta.get("bounds", []))
     out.append(f"Bounds: {bounds or '—'}; wall time {fmt(wall, 3)} s.")
+    out += vacuity_lines(case)
     fails = failures(case.verdicts)
     if fails.empty:
         out.append("")
