@@ -71,6 +71,17 @@ def collect_cases(paths: list[str]) -> list[Case]:
     return cases
 
 
+def executor_of(args: argparse.Namespace) -> str | object:
+    """``--executor``, or the existing Dask cluster named by ``--scheduler``/``--scheduler-file``."""
+    if args.scheduler is None and args.scheduler_file is None:
+        return args.executor
+    if args.executor != "dask":
+        raise CaseError("--scheduler / --scheduler-file: need --executor dask")
+    from .executors import DaskCluster
+
+    return DaskCluster(args.scheduler, args.scheduler_file)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from .runner import run_case
 
@@ -82,6 +93,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     perturb = parse_perturb(args.perturb, claimed_quantities(cases))
     if args.jobs < 1:
         raise CaseError("--jobs: must be >= 1")
+    executor = executor_of(args)
     out = Path(args.out)
     failed = False
     runs = []
@@ -89,7 +101,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         run = run_case(
             case,
             out,
-            args.executor,
+            executor,
             args.jobs,
             args.quick,
             perturb,
@@ -242,6 +254,18 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", default="results", help="results directory (default: results)")
     run.add_argument("--jobs", type=int, default=1, help="worker processes")
     run.add_argument("--executor", default="serial", choices=["serial", "process", "dask"])
+    run.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="ADDRESS",
+        help="with --executor dask: connect to this existing scheduler (e.g. tcp://host:8786)",
+    )
+    run.add_argument(
+        "--scheduler-file",
+        default=None,
+        metavar="PATH",
+        help="with --executor dask: connect to the scheduler described by this file",
+    )
     run.add_argument("--quick", action="store_true", help="apply each case's [quick] overrides")
     run.add_argument(
         "--perturb",
