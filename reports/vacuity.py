@@ -33,7 +33,9 @@ def vacuity_summary(case: CaseResults) -> list[dict[str, Any]]:
             "outside": sum(bool(r.get("outside")) for r in mine),
         }
         for key, _ in COLUMNS:
-            values = [r[key] for r in mine if isinstance(r.get(key), float) and math.isfinite(r[key])]
+            values = [
+                r[key] for r in mine if isinstance(r.get(key), float) and math.isfinite(r[key])
+            ]
             entry[key] = (min(values), max(values)) if values else None
         out.append(entry)
     return out

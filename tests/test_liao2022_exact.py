@@ -200,3 +200,20 @@ def test_exact_checks_fail_on_a_wrong_bound(exact_run, perturb, kinds):
     ev = evaluate(case, points, results, case.trainer.data_params(X, y), perturb)
     failed = {v.kind for v in ev.verdicts if v.status == "fail"}
     assert kinds <= failed
+
+
+def test_report_shows_the_vacuity_map(exact_run):
+    """The HTML report carries the vacuity table and one heatmap per exact bound; the
+    Markdown summary the table."""
+    from reports.figures.vacuity import vacuity_heatmaps
+    from reports.html import html_report
+    from reports.markdown import markdown_summary
+    from reports.store import load_case
+
+    case, run = exact_run
+    stored = load_case(run.directory)
+    blocks = vacuity_heatmaps(stored)
+    assert [b.skipped for b in blocks] == [False]
+    assert "Vacuity map of the exact bounds" in html_report([stored], figures=False)
+    table = markdown_summary([stored])
+    assert "| `liao2022.theorem3` | 2 | 1 |" in table  # 2 points, 1 vacuous (xi = 0.9)

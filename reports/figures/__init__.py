@@ -8,6 +8,7 @@ from reports.figures.curves import loss_curve_figures
 from reports.figures.floor import floor_figures
 from reports.figures.rate import rate_scatter
 from reports.figures.slack import slack_heatmaps
+from reports.figures.vacuity import vacuity_heatmaps
 from reports.store import CaseResults
 from reports.summary import bound_ids
 
@@ -26,6 +27,7 @@ def case_figures(case: CaseResults) -> list[FigureBlock]:
         blocks += slack_heatmaps(case, bound)
     if "rate" in kinds:
         blocks += rate_scatter(case)
+    blocks += vacuity_heatmaps(case)
     blocks += bound_figures(case)
     blocks += scaling_figures(case)
     return blocks
