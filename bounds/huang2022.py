@@ -37,7 +37,8 @@ nondegeneracy on the zero groups is ``||grad_g f(W*)|| < lam sqrt(|g|)``, measur
 (``nondegeneracy_gap``): identification is claimed only where it exceeds the accuracy of
 ``W*`` (the FISTA residual).
 
-Claims verified (qualitative: no rate or constant is tested):
+Claims verified (qualitative: no rate or constant is tested; theorem numbers are those of
+the project's notes, not verified against the text):
 
 * convergence (Theorem 1 as summarised in the project's notes): the iterates converge to a
   stationary point, so for a convex ``f`` the objective gap ``F(W_t) - F(W*)`` tends to 0;
@@ -56,7 +57,7 @@ import numpy as np
 
 from .core import Bound, Params, Prediction, Source, Tightness, register
 
-PAPER = "arXiv:2112.02612 (Huang & Lee, ICLR 2022 camera-ready)"
+PAPER = "arXiv:2112.02612 (Huang & Lee, ICLR 2022)"
 
 #: RMDA's schedule: beta_t = t ** SCHEDULE_POWER, s_t = eta beta_t
 SCHEDULE_POWER = 0.5
@@ -93,8 +94,9 @@ class RMDAIdentification(Bound):
     id = "huang2022.rmda_identification"
     source = Source(
         PAPER,
-        "Theorem 2 (manifold identification of W~_t) with Theorem 1 (convergence); "
-        "algorithm checked against the authors' optimizer (zihsyuan1214/rmda, "
+        "the manifold-identification theorem for W~_t with the convergence theorem "
+        "(numbered Theorems 2 and 1 in the project's notes; numbers unverified); algorithm "
+        "checked against the authors' optimizer (zihsyuan1214/rmda, "
         "RMDA/Optimizer/rmda.py, RMDA/ProxFn/prox_fns.py), without its restart scheduler",
         "the theorem text was not found: its hypotheses are RAMDA's (NeurIPS 2024) "
         "restatement; identification time T is finite but not bounded; tested: T exists "

@@ -115,6 +115,13 @@ def test_degenerate_limit_point_is_outside_hypotheses(runs):
     assert v.status == "outside-hypotheses" and "kink" in v.detail
 
 
+def test_provenance_names_the_venue_the_code_and_the_unverified_numbering():
+    source = str(bounds.get("huang2022.rmda_identification").source)
+    assert "arXiv:2112.02612" in source and "ICLR 2022" in source
+    assert "RMDA/Optimizer/rmda.py" in source and "restart" in source
+    assert "unverified" in source and "RAMDA" in source
+
+
 def test_bound_preconditions():
     bound = bounds.get("huang2022.rmda_identification")
     assert bound.preconditions(TRAINING) == []
