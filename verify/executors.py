@@ -1,5 +1,11 @@
 """Executors: run grid-point tasks serially, in worker processes, or on a Dask cluster.
 
+The Dask executor starts a local cluster of ``jobs`` worker processes, or connects to an
+existing cluster (:class:`DaskCluster`: ``--scheduler ADDRESS`` or ``--scheduler-file
+PATH``).  Workers only compute: a task travels to a worker with its data and comes back as
+a table, and the client process writes the store, so workers need no shared filesystem
+(only the same installed package).
+
 A task trains all repetitions of one grid point; its numbers depend only on the task's
 inputs (seeds come from the case, the point and the repetition), never on the executor,
 the worker or the order.  BLAS is pinned to one thread per task so that results are
@@ -8,10 +14,13 @@ bit-identical across executors and workers do not oversubscribe the cores.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from contextlib import ExitStack
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -90,10 +99,52 @@ def run_task(task: Task) -> tuple[str, pd.DataFrame]:
     return task.key, pd.DataFrame(rows)
 
 
+@dataclass(frozen=True)
+class DaskCluster:
+    """An existing Dask cluster, by its scheduler's address or its scheduler file."""
+
+    address: str | None = None
+    scheduler_file: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.address is None) == (self.scheduler_file is None):
+            raise CaseError("--scheduler / --scheduler-file: give exactly one of them")
+
+    def scheduler_address(self) -> str:
+        """The scheduler's address, read from the scheduler file if that is how it was named."""
+        if self.address is not None:
+            return self.address
+        try:
+            info = json.loads(Path(str(self.scheduler_file)).read_text(encoding="utf-8"))
+            return str(info["address"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise CaseError(
+                f"--scheduler-file {self.scheduler_file}: not a readable Dask scheduler file "
+                f"({type(exc).__name__}: {exc})"
+            ) from None
+
+    def describe(self) -> str:
+        """How the cluster was named on the command line."""
+        if self.address is not None:
+            return f"--scheduler {self.address}"
+        return f"--scheduler-file {self.scheduler_file}"
+
+
 def execute(
-    tasks: Sequence[Task], executor: str, jobs: int, on_done: Callable[[str, pd.DataFrame], None]
+    tasks: Sequence[Task],
+    executor: str | DaskCluster,
+    jobs: int,
+    on_done: Callable[[str, pd.DataFrame], None],
 ) -> None:
-    """Run every task, calling ``on_done`` in the main process as each finishes."""
+    """Run every task, calling ``on_done`` in the main process as each finishes.
+
+    ``executor`` is one of :data:`EXECUTORS` or a :class:`DaskCluster` to connect to
+    (``jobs`` is then the cluster's business).
+    """
+    if isinstance(executor, DaskCluster):
+        if tasks:
+            _execute_dask(tasks, jobs, on_done, executor)
+        return
     if executor not in EXECUTORS:
         raise CaseError(f"--executor: {executor!r} is not one of {list(EXECUTORS)}")
     if executor == "serial" or (executor == "process" and jobs <= 1) or not tasks:
@@ -118,19 +169,34 @@ def _as_completed(
             yield fut.result()
 
 
+#: seconds to wait for an existing cluster's scheduler before giving up
+CONNECT_TIMEOUT = 20
+
+
 def _execute_dask(
-    tasks: Sequence[Task], jobs: int, on_done: Callable[[str, pd.DataFrame], None]
+    tasks: Sequence[Task],
+    jobs: int,
+    on_done: Callable[[str, pd.DataFrame], None],
+    cluster: DaskCluster | None = None,
 ) -> None:
     try:
         from dask.distributed import Client, LocalCluster, as_completed
     except ImportError:
         raise CaseError("--executor dask needs the optional extra: pip install '.[dask]'") from None
-    with (
-        LocalCluster(
-            n_workers=max(1, jobs), threads_per_worker=1, processes=True, dashboard_address=None
-        ) as cluster,
-        Client(cluster) as client,
-    ):
+    with ExitStack() as stack:
+        if cluster is None:
+            local = LocalCluster(
+                n_workers=max(1, jobs), threads_per_worker=1, processes=True, dashboard_address=None
+            )
+            client = stack.enter_context(Client(stack.enter_context(local)))
+        else:
+            address = cluster.scheduler_address()
+            try:
+                client = stack.enter_context(Client(address, timeout=CONNECT_TIMEOUT))
+            except (OSError, TimeoutError, ValueError) as exc:
+                raise CaseError(
+                    f"{cluster.describe()}: cannot connect to the Dask scheduler at {address} ({exc})"
+                ) from None
         futures = client.map(run_task, list(tasks), pure=False)
         for fut in as_completed(futures):
             on_done(*fut.result())
