@@ -83,9 +83,14 @@ def load(spec: str) -> TrainFunction:
             path = Path(target).resolve()
             if not path.is_file():
                 raise CaseError(f"--trainer {spec!r}: no such file {target}")
-            name = "maskverify_user_" + hashlib.sha256(str(path).encode()).hexdigest()[:12]
+            dotted = _package_name(path)
+            name = (
+                dotted or "maskverify_user_" + hashlib.sha256(str(path).encode()).hexdigest()[:12]
+            )
             module = sys.modules.get(name)
-            if module is None:
+            if dotted:
+                module = importlib.import_module(dotted)
+            elif module is None:
                 loader = importlib.util.spec_from_file_location(name, path)
                 if loader is None or loader.loader is None:
                     raise CaseError(f"--trainer {spec!r}: {target} is not a Python file")
@@ -110,6 +115,21 @@ def load(spec: str) -> TrainFunction:
     if not callable(fn):
         raise CaseError(f"--trainer {spec!r}: {target} has no callable {func!r}")
     return fn
+
+
+def _package_name(path: Path) -> str:
+    """The dotted module name of a file inside a package (a folder chain with
+    ``__init__.py``), its root's parent put on ``sys.path``; "" for a loose file."""
+    parts = [path.stem]
+    folder = path.parent
+    while (folder / "__init__.py").is_file():
+        parts.insert(0, folder.name)
+        folder = folder.parent
+    if len(parts) == 1:
+        return ""
+    if str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))
+    return ".".join(parts)
 
 
 def _digest(fn: TrainFunction) -> str:
@@ -225,7 +245,11 @@ def make_trainer(spec: str, base: str = "masked_shallow", tag: int = SEED_TAG) -
             name=name,
             description=f"user trainer {spec} in the interface of {base}",
             run=run,
+            # the protocol returns losses only, and the user's initialisation is drawn from
+            # each point's own seeds: no measured hypotheses, no common random numbers
             measured_params=(),
+            measured_max=(),
+            init_keys=(),
         )
     )
 
