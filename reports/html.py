@@ -12,6 +12,7 @@ from reports.htmlparts import (
     CSS,
     badge,
     bound_section,
+    detail_cell,
     environment_section,
     esc,
     status_cell,
@@ -148,15 +149,16 @@ def _verdict_table(case: CaseResults, verdicts: pd.DataFrame) -> str:
             f"<td>{esc(r['role'])}</td>",
             status_cell(shown),
             *(f'<td class="num">{esc(fmt(r[c]))}</td>' for c in ("observed",)),
-            f'<td class="num">{esc(fmt_ci(r["ci_low"], r["ci_high"]))}</td>',
+            f'<td class="num ci">{esc(fmt_ci(r["ci_low"], r["ci_high"]))}</td>',
             *(f'<td class="num">{esc(fmt(r[c]))}</td>' for c in ("predicted", "allowed", "slack")),
             *(f'<td class="num">{esc(fmt(r[c], 3))}</td>' for c in ("p_value", "p_adjusted")),
-            f"<td>{esc(r['detail'])}</td>",
+            detail_cell(str(r["detail"])),
         ]
         cls = ' class="row-fail"' if shown == "fail" else ""
         rows.append(f"<tr{cls}>{''.join(tr)}</tr>")
     head = "".join(f"<th>{esc(h)}</th>" for h in VERDICT_HEADER)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    body = "".join(rows)
+    return f'<table class="verdicts"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
 def _figure(block: FigureBlock) -> str:

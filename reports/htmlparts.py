@@ -31,6 +31,9 @@ figcaption{font-size:13px;color:#555;max-width:1000px}
 .skip{color:#777;font-style:italic}
 .warn{background:#fff3e0;border-left:4px solid #ef6c00;padding:.5em 1em}
 .scroll{max-height:640px;overflow:auto;border:1px solid #eee}
+table.verdicts{width:100%} table.verdicts td.ci{white-space:normal;min-width:6em}
+td.detail{min-width:12em;white-space:normal;overflow-wrap:break-word}
+td.detail summary{cursor:pointer} td.detail details[open] summary{color:#777}
 code{background:#f5f5f5;padding:0 3px}
 """
 
@@ -43,6 +46,18 @@ def esc(value: Any) -> str:
 def badge(outcome: str) -> str:
     """A coloured PASS / FAIL badge."""
     return f'<span class="badge {outcome.replace(" ", "-")}">{esc(outcome)}</span>'
+
+
+#: verdict details longer than this are folded: the summary shows their start
+DETAIL_SHOWN = 90
+
+
+def detail_cell(text: str) -> str:
+    """A table cell with a verdict's full detail, wrapped; a long one in ``<details>``."""
+    if len(text) <= DETAIL_SHOWN:
+        return f'<td class="detail">{esc(text)}</td>'
+    head = text[:DETAIL_SHOWN].rsplit(" ", 1)[0]
+    return f'<td class="detail"><details><summary>{esc(head)} …</summary>{esc(text)}</details></td>'
 
 
 def status_cell(status: str) -> str:

@@ -9,7 +9,18 @@ from typing import Any
 
 #: Preferred order of parameters in labels and on axes.
 PARAM_ORDER = ("xi", "p", "tau", "m", "kappa", "eta", "rounds", "scheme", "dtype")
-PARAM_SYMBOLS = {"xi": "ξ", "tau": "τ", "kappa": "κ", "eta": "η"}
+PARAM_SYMBOLS = {
+    "xi": "ξ",
+    "tau": "τ",
+    "kappa": "κ",
+    "eta": "η",
+    "gamma": "γ",
+    "alpha": "α",
+    "lam": "λ",
+    "mu": "μ",
+}
+#: significant digits of a parameter value in labels
+DIGITS = 3
 
 
 def symbol(param: str) -> str:
@@ -46,7 +57,14 @@ def short_label(params: Mapping[str, Any], keys: Iterable[str]) -> str:
 
 
 def _show(value: Any) -> str:
-    return f"{value:g}" if isinstance(value, float) else str(value)
+    """A parameter value in a label: floats to :data:`DIGITS` significant digits (whole
+    numbers without a decimal point), exponents without padding (``1e-5``)."""
+    if not isinstance(value, float) or not math.isfinite(value):
+        return str(value)
+    if value.is_integer() and abs(value) < 10**6:
+        return str(int(value))
+    mantissa, _, exponent = f"{value:.{DIGITS}g}".partition("e")
+    return f"{mantissa}e{int(exponent)}" if exponent else mantissa
 
 
 def _numeric_first(value: Any) -> tuple[int, float, str]:

@@ -106,7 +106,8 @@ def load_case(directory: Path) -> CaseResults:
     points = _read_points(directory, meta)
     declared = set(meta.get("base", {})) | set(meta.get("data", {}))
     if declared:  # the case's own parameters: the trainer's outputs are everything else
-        params = [c for c in points.columns if c in declared]
+        # (a data key such as ``seed`` may share its name with a bookkeeping column)
+        params = [c for c in points.columns if c in declared and c not in BOOKKEEPING]
     else:
         params = [
             c for c in points.columns if c not in KNOWN_COLUMNS and not _is_array_column(points[c])

@@ -7,9 +7,9 @@ import math
 
 import numpy as np
 import pandas as pd
-from matplotlib.ticker import NullFormatter
+from matplotlib.ticker import LogFormatterSciNotation, LogLocator, NullFormatter
 
-from reports.figures.common import STATUS_COLOURS, FigureBlock, encode, new_figure
+from reports.figures.common import STATUS_COLOURS, FigureBlock, encode, new_figure, short_label
 from reports.store import CaseResults
 
 #: one colour per group of the log-log panel (the verdict colours are on the slope panel)
@@ -67,6 +67,11 @@ def bound_figures(case: CaseResults) -> list[FigureBlock]:
         if logs:
             ax.set_xscale("log")
             ax.set_yscale("log")
+            for axis in (ax.xaxis, ax.yaxis):  # minor ticks at 2 and 5 only: labels never overlap
+                axis.set_minor_locator(LogLocator(subs=(2.0, 5.0)))
+                axis.set_minor_formatter(
+                    LogFormatterSciNotation(labelOnlyBase=False, minor_thresholds=(3, 3))
+                )
         quantity = str(rows["quantity"].iloc[0])
         ax.set_xlabel(f"predicted {quantity}")
         ax.set_ylabel("observed (mean over repetitions, 95% CI)")
@@ -93,7 +98,7 @@ def _group_labels(params: pd.Series) -> list[str]:
     groups = [p if isinstance(p, dict) else {} for p in params]
     keys = sorted({k for g in groups for k in g})
     varying = [k for k in keys if len({repr(g.get(k)) for g in groups}) > 1]
-    return [", ".join(f"{k}={g[k]}" for k in varying if k in g) or "all" for g in groups]
+    return [short_label(g, varying) for g in groups]
 
 
 def scaling_figures(case: CaseResults) -> list[FigureBlock]:

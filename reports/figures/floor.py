@@ -51,17 +51,39 @@ def floor_figures(case: CaseResults, bound: str) -> list[FigureBlock]:
     axes_params = [p for p in AXIS_PARAMS if p in free]
     if not axes_params:
         return [FigureBlock(title, "Skipped: neither p nor τ varies over the grid of this case.")]
+    zero = rows["predicted"].to_numpy(float) == 0
     fig = new_figure(6.2 * len(axes_params) + 1.5, 4.6)
     axes = fig.subplots(1, len(axes_params), squeeze=False)[0]
     for ax, x in zip(axes, axes_params, strict=True):
-        _draw(ax, rows, x, [p for p in free if p != x])
+        _draw(ax, rows[~zero], x, [p for p in free if p != x])
     caption = (
         "Markers: measured floor (tail-mean loss) with its confidence interval; filled for "
         "tested points, hollow for calibration points. Dashed lines with crosses: predicted "
         "floor. One colour per combination of the other grid parameters. Non-positive values "
         "cannot be shown on the log axes and are omitted."
     )
+    if zero.any():
+        caption += " " + _zero_note(rows[zero], free)
+        axes[0].text(
+            0.01,
+            0.01,
+            f"{int(zero.sum())} point(s) with predicted floor 0 not shown (see caption)",
+            transform=axes[0].transAxes,
+            fontsize=7,
+            color="#555",
+            va="bottom",
+        )
     return [FigureBlock(title, caption, encode(fig))]
+
+
+def _zero_note(rows: pd.DataFrame, free: list[str]) -> str:
+    """The points whose predicted floor is exactly 0 (no masking noise), with what was measured:
+    on the log axes they would stretch the range over many decades and hide the others."""
+    shown = [
+        f"{short_label(d, free)} (observed {o:.3g})"
+        for d, o in zip(rows["params"], rows["observed"].to_numpy(float), strict=True)
+    ]
+    return f"Not shown, predicted floor 0 (log axes cannot show it): {'; '.join(shown)}."
 
 
 def _draw(ax: Axes, rows: pd.DataFrame, x: str, others: list[str]) -> None:
@@ -69,6 +91,11 @@ def _draw(ax: Axes, rows: pd.DataFrame, x: str, others: list[str]) -> None:
     for i, d in enumerate(rows["params"]):
         groups.setdefault(short_label(d, others), []).append(i)
     colours = _palette(len(groups))
+    positive = (rows["observed"].to_numpy(float) > 0) | (rows["predicted"].to_numpy(float) > 0)
+    if not positive.any():  # nothing a log axis can show (e.g. every floor inconclusive)
+        ax.text(0.5, 0.5, "no positive floor to show", ha="center", transform=ax.transAxes)
+        ax.set_title(f"floor vs {symbol(x)}")
+        return
     for (label, idx), colour in zip(sorted(groups.items()), colours, strict=True):
         sub = rows.iloc[idx]
         xs = np.array([_num(d.get(x)) for d in sub["params"]])
