@@ -58,12 +58,15 @@ BASELINE_ROUNDS = {1000: 3, 4000: 1, 16000: 1}
 #: interleaved repeats of every timing; the fastest is kept
 REPEATS = 3
 
-#: the performance targets
-NUMPY_TARGET = 8.0
+#: the performance targets.  The earlier 8x (12x in float32) over the plain loop is withdrawn
+#: (at xi = 1 the loop does the same matrix products): the ratios to the loop are only
+#: required to exceed 1; the machine's limits and JAX are the yardsticks
+#: (``benchmarks/test_limits.py``)
+NUMPY_TARGET = 1.0
 TORCH_TARGET = 3.0
-FLOAT32_TARGET = 12.0
-GEMM_FRACTION_TARGET = 0.30
-XI_COST_TARGET = 0.35
+FLOAT32_TARGET = 1.0
+GEMM_FRACTION_TARGET = 0.50
+XI_COST_TARGET = 0.30
 SLOPE_TOLERANCE = 0.15
 PROCESS_TARGET = 1.7
 
