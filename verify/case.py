@@ -164,6 +164,7 @@ def _validate(raw: dict[str, Any], path: Path) -> Case:
         values[section] = {
             key: spec.validate(f"{section}.{key}", given[key]) if key in given else spec.default
             for key, spec in specs.items()
+            if key in given or not spec.omit_default
         }
     data = values.pop("data", {})
     flat_specs = {k: s for sec in trainer.grid_sections for k, s in sections[sec].items()}

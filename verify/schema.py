@@ -22,6 +22,9 @@ class Spec:
     allowed: str = ""
     choices: Sequence[Any] | None = None
     required: bool = False
+    #: left out of a point's parameters when not given (a key added to a schema later: the
+    #: parameters, hence the seeds and stored results, of existing cases do not change)
+    omit_default: bool = False
 
     def validate(self, where: str, value: Any) -> Any:
         kinds = self.kind if isinstance(self.kind, tuple) else (self.kind,)

@@ -20,14 +20,18 @@ SCHEMA = {
     "model": {
         "m": positive_int(1000, maximum=10_000_000),
         "kappa": positive_float(1.0),
-        "scaling": Spec(str, "inverted", choices=SCALINGS),
+        "scaling": Spec(str, "inverted", choices=SCALINGS, omit_default=True),
     },
     "training": {
         "eta": positive_float(0.1),
         "rounds": positive_int(200, maximum=1_000_000),
         "dtype": Spec(str, "float64", choices=("float64", "float32")),
         "monitor_every": Spec(
-            int, 0, lambda v: v >= 0, "integer >= 0 (0: about 50 sampled rounds)"
+            int,
+            0,
+            lambda v: v >= 0,
+            "integer >= 0 (0: about 50 sampled rounds)",
+            omit_default=True,
         ),
     },
     "masking": {
