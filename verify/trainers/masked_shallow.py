@@ -147,8 +147,14 @@ def draw_masks(
     """
     if scheme == "partition":
         return np.array_split(rng.permutation(m), p)
-    keep = rng.random((p, m)) < xi
-    return [np.flatnonzero(row) for row in keep]
+    return [np.flatnonzero(row) for row in draw_membership(rng, m, xi, p, scheme)]
+
+
+def draw_membership(rng: np.random.Generator, m: int, xi: float, p: int, scheme: str) -> np.ndarray:
+    """The masks of :func:`draw_masks` (the same draws) as a ``(p, m)`` 0/1 uint8 matrix."""
+    if scheme == "partition":
+        return fused_kernels.membership(draw_masks(rng, m, xi, p, scheme), m)
+    return (rng.random((p, m)) < xi).view(np.uint8)
 
 
 def train(
@@ -215,7 +221,9 @@ def train(
     if fused and tau != 1:
         raise ValueError("the fused rounds train tau = 1 only")
     if fused and not fused_kernels.AVAILABLE:
-        raise ValueError("the fused rounds need numba (pip install numba), or MASKVERIFY_NUMBA is 0")
+        raise ValueError(
+            "the fused rounds need numba (pip install numba), or MASKVERIFY_NUMBA is 0"
+        )
     pass_args = (X, y, W, a, rngs, loss, diverged, events)
     params = dict(m=m, xi=xi, p=p, scheme=scheme, eta=eta, scale=scale, root_m=root_m)
     if fused:
@@ -364,11 +372,13 @@ def _fused_passes(
     none = np.zeros((0, m), dtype=np.uint8)
     limit = np.full(R, np.inf)
 
-    def draw() -> list[list[np.ndarray]]:
-        return [draw_masks(rng, m, xi, p, scheme) for rng in rngs]
+    def draw() -> list[np.ndarray]:
+        return [draw_membership(rng, m, xi, p, scheme) for rng in rngs]
 
-    masks = draw() if rounds else [[] for _ in range(R)]
-    keeps = [fused_kernels.membership(mk, m) for mk in masks]
+    def index_lists(keeps: list[np.ndarray]) -> list[list[np.ndarray]]:
+        return [[np.flatnonzero(row) for row in keep] for keep in keeps]
+
+    keeps = draw() if rounds else [none] * R
     rows = [slice(r * m, (r + 1) * m) for r in range(R)]
     no_err = np.zeros((0, n))
     sums = [
@@ -381,19 +391,19 @@ def _fused_passes(
         for k in range(1, rounds + 2):
             training = k <= rounds
             live = [r for r in range(R) if diverged[r] < 0]
-            events.sample(k - 1, W, live, masks if training else [])
+            if events.due(k - 1, training):
+                events.sample(k - 1, W, live, index_lists(keeps) if training else [])
             for r in live:
                 res = (sums[r][0] * root_m).astype(ftype) - y
                 loss[k - 1, r] = float(res @ res)
             if training:
-                masks = draw() if k < rounds else [[] for _ in range(R)]
+                nxt = draw() if k < rounds else [none] * R
                 for r in live:
                     err = (scale * sums[r][1:]).astype(ftype) - y
-                    nxt = fused_kernels.membership(masks[r], m)
                     sums[r] = fused_kernels.fused_round(
-                        W[rows[r]], a[rows[r]], X, keeps[r], err, eta * scale, average, nxt
+                        W[rows[r]], a[rows[r]], X, keeps[r], err, eta * scale, average, nxt[r]
                     )
-                    keeps[r] = nxt
+                keeps = nxt
             limit = _check_divergence(loss, k - 1, diverged, limit)
 
 
@@ -412,11 +422,15 @@ class _Events:
         self.X, self.W0, self.m, self.every = X, W0, m, every
         self.movement, self.ntk_min = movement, ntk_min
 
+    def due(self, k: int, training: bool) -> bool:
+        """Whether round start k is sampled (every ``every``-th, and the end)."""
+        return k % self.every == 0 or not training
+
     def sample(
         self, k: int, W: np.ndarray, live: Sequence[int], masks: Sequence[Sequence[np.ndarray]]
     ) -> None:
         """At round start k (a sampled one, or the end: ``masks`` empty), update the events."""
-        if k % self.every != 0 and masks:
+        if not self.due(k, bool(masks)):
             return
         m = self.m
         for r in live:
