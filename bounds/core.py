@@ -395,6 +395,14 @@ class Bound:
             extra["decay"] = decay
         return Prediction(rate=rate, floor=values.get("floor"), extra=extra, calibrated=calibrated)
 
+    #: named wrong versions of this bound for mutation testing (name -> what is wrong)
+    mutations: Mapping[str, str] = {}
+
+    def mutation_factor(self, perturb: Mapping[str, float], quantity: str, params: Params) -> float:
+        """``mutated / true`` prediction of ``quantity`` for the mutations named in ``perturb``
+        (1 when none applies)."""
+        return 1.0
+
     def describe(self) -> dict[str, str]:
         return {"id": self.id, "source": str(self.source), "tightness": str(self.tightness)}
 

@@ -348,6 +348,26 @@ def expected_initial_loss(params: Params) -> float:
     return value * (_xi(params) ** 2 if params.get("scaling") == "paper" else 1.0)
 
 
+#: wrong versions of the exact statements (mutation testing, issue item: the bound's mutants)
+EXACT_MUTATIONS = {
+    "b1_term_dropped": "B1 without its largest term",
+    "quarter_to_one": "contraction 1 - eta theta tau lambda0 (the 1/4 dropped)",
+    "theta_as_xi_p": "theta = xi^p instead of 1 - (1 - xi)^p",
+    "lambda0_without_xi": "lambda0 = lambda_min(H_inf) without the factor xi",
+}
+
+
+def _mutated_view(v: PaperView, name: str) -> PaperView:
+    from dataclasses import replace
+
+    if name == "theta_as_xi_p":
+        return replace(v, theta=v.xi**v.p)
+    if name == "lambda0_without_xi":
+        return replace(v, lambda0=v.lambda0 / v.xi)
+    return v
+
+
+
 class _PaperStatement(Bound):
     """Shared hypotheses of the v1 statements: screens by measurement, ratios otherwise.
 
@@ -451,6 +471,35 @@ class _PaperStatement(Bound):
             out["bound_floor_over_L0"] = floor / expected_initial_loss(params)
         return out | self.requirements(params)
 
+    mutations = EXACT_MUTATIONS
+
+    def mutated_values(self, name: str, params: Params) -> tuple[float, float | None]:
+        """(decay, explicit floor in the run's convention) of the mutation ``name``."""
+        v = _mutated_view(paper_view(params), name)
+        rho = self.rate_factor(v)
+        if name == "quarter_to_one":
+            rho = 1.0 - 4.0 * (1.0 - rho)
+        decay = -math.log(rho) if 0.0 < rho < 1.0 else math.nan
+        floor = self.exact_floor_of(v, name)
+        return decay, floor
+
+    def exact_floor_of(self, v: PaperView, mutation: str = "") -> float | None:
+        """The explicit error term at ``v`` (run convention), under a mutation."""
+        return None
+
+    def mutation_factor(self, perturb: Mapping[str, float], quantity: str, params: Params) -> float:
+        factor = 1.0
+        for name in perturb:
+            if name not in self.mutations:
+                continue
+            true_decay, true_floor = self.mutated_values("", params)
+            decay, floor = self.mutated_values(name, params)
+            if quantity in ("rate", "envelope_rate") and true_decay > 0 and math.isfinite(decay):
+                factor *= decay / true_decay
+            if quantity == "floor" and true_floor and floor is not None:
+                factor *= floor / true_floor
+        return factor
+
     def prediction_from(
         self, params: Params, values: Mapping[str, float | None], calibrated: bool
     ) -> Prediction:
@@ -495,6 +544,11 @@ class Theorem3(_PaperStatement):
     def exact_floor(self, params: Params) -> float:
         v = paper_view(params)
         return b1(v) * v.loss_factor
+
+    def exact_floor_of(self, v: PaperView, mutation: str = "") -> float:
+        terms = b1_terms(v)
+        total = sum(terms.values()) - (max(terms.values()) if mutation == "b1_term_dropped" else 0)
+        return total * v.loss_factor
 
     def prediction_from(
         self, params: Params, values: Mapping[str, float | None], calibrated: bool
@@ -694,6 +748,7 @@ class Theorem3Shape(_PaperStatement):
     )
     tightness = Tightness.SHAPE
     predicts = ("rate", "floor")
+    mutations: Mapping[str, str] = {}
     forms = {
         "rate": LogLinearForm(
             name="rate", terms=(Term("eta_theta_tau_lambda0", _shape_feature),), grouped=False

@@ -217,3 +217,31 @@ def test_report_shows_the_vacuity_map(exact_run):
     assert "Vacuity map of the exact bounds" in html_report([stored], figures=False)
     table = markdown_summary([stored])
     assert "| `liao2022.theorem3` | 2 | 1 |" in table  # 2 points, 1 vacuous (xi = 0.9)
+
+
+def test_exact_bound_mutants_are_caught_or_reported_not_testable(exact_run):
+    """Item 8: a B1 term dropped, 1/4 -> 1, theta -> xi^p, lambda0 without xi.  On this grid the
+    bound is vacuous at xi = 0.9 and the data sit far inside it at xi = 1, so each mutant is
+    reported *not testable* with the slack the bound would need -- never equivalent, never a
+    silent miss.  The same machinery catches a mutant that tightens the bound enough."""
+    from verify.mutants import Mutant, mutate
+
+    case, run = exact_run
+    results = mutate(case, run.directory.parent)
+    exact = {r.mutant.name: r for r in results if r.mutant.exact}
+    assert set(exact) == set(bounds.liao2022.EXACT_MUTATIONS)
+    for r in exact.values():
+        assert not r.equivalent and not r.missed
+        assert r.caught or ("vacuous at 1 of" in r.not_testable and "inside the bound" in r.not_testable)
+    quarter = exact["quarter_to_one"].not_testable
+    assert "rate: data" in quarter and "tightens it 4" in quarter
+    strong = Mutant("decay_x100", "decay 100x", {"rate": 100.0}, needs=("envelope", "rate"), exact=True)
+    import verify.mutants as mutants
+
+    original = mutants.mutants_for
+    try:
+        mutants.mutants_for = lambda c: [strong]
+        (caught,) = mutate(case, run.directory.parent)
+    finally:
+        mutants.mutants_for = original
+    assert caught.caught and not caught.not_testable

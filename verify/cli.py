@@ -90,7 +90,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         from .user_trainer import with_trainer
 
         cases = [with_trainer(case, args.trainer) for case in cases]
-    perturb = parse_perturb(args.perturb, claimed_quantities(cases))
+    mutations = {m for case in cases for b in case.bounds for m in bounds.get(b).mutations}
+    perturb = parse_perturb(args.perturb, claimed_quantities(cases) | mutations)
     if args.jobs < 1:
         raise CaseError("--jobs: must be >= 1")
     executor = executor_of(args)
@@ -204,14 +205,24 @@ def cmd_mutate(args: argparse.Namespace) -> int:
             checks = (
                 ", ".join(f"{k}: {v}" for k, v in sorted(r.failures.items())) or "no check failed"
             )
-            outcome = "CAUGHT" if r.caught else "EQUIVALENT" if r.equivalent else "MISSED"
+            outcome = (
+                "CAUGHT"
+                if r.caught
+                else "EQUIVALENT"
+                if r.equivalent
+                else "UNTESTABLE"
+                if r.not_testable
+                else "MISSED"
+            )
             if r.equivalent:
                 checks = "identical to the true one on this grid"
+            if r.not_testable:
+                checks = f"not testable here: {r.not_testable}"
             print(f"  {outcome:10s} {r.mutant.name:24s} {r.mutant.description} [{checks}]")
             # a generated claim mutant belongs to its case; the fixed ones are shared
             shared = any(r.mutant is m for m in MUTANTS)
             name = r.mutant.name if shared else f"{case.name}:{r.mutant.name}"
-            if not r.equivalent:
+            if not r.equivalent and not r.not_testable:
                 caught_somewhere[name] = caught_somewhere.get(name, False) or r.caught
     missed = sorted(n for n, caught in caught_somewhere.items() if not caught)
     print(

@@ -33,6 +33,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+import bounds
+from bounds.liao2022 import EXACT_MUTATIONS
+
 from . import trainers
 from .case import Case
 from .checks.convergence import structural_mutation
@@ -57,9 +60,14 @@ class Mutant:
     check: str | None = None
     #: wrong claims made by a check's configuration: {check kind: {key: value}}
     config: Mapping[str, Mapping[str, Any]] | None = None
+    #: a named wrong version of an exact bound (``Bound.mutations``): applies to the cases
+    #: with such a bound; where it is not caught it is *not testable*, never equivalent
+    exact: bool = False
 
     def applies(self, case: Case) -> bool:
         if self.trainers and case.trainer.name not in self.trainers:
+            return False
+        if self.exact and not any(self.name in bounds.get(b).mutations for b in case.bounds):
             return False
         return not self.needs or any(c["kind"] in self.needs for c in case.checks.values())
 
@@ -122,6 +130,11 @@ MUTANTS: tuple[Mutant, ...] = (
         {"sqrt_m": 1.0},
         trainers=MASKED,
         needs=("floor", "envelope"),
+    ),
+    *(
+        Mutant(name, f"exact bound: {what}", {name: 1.0}, needs=("envelope", "floor", "rate"),
+               exact=True)
+        for name, what in EXACT_MUTATIONS.items()
     ),
     _trainer_mutant(
         "masked_shallow",
@@ -200,10 +213,13 @@ class MutantResult:
     caught: bool
     failures: dict[str, int]
     equivalent: bool = False  # identical to the truth on this case's grid
+    #: why an exact-bound mutant could not be caught here (vacuous or too loose), with the
+    #: slack the bound would need; '' otherwise
+    not_testable: str = ""
 
     @property
     def missed(self) -> bool:
-        return not self.caught and not self.equivalent
+        return not self.caught and not self.equivalent and not self.not_testable
 
 
 def mutants_for(case: Case) -> list[Mutant]:
@@ -253,8 +269,56 @@ def mutate(
         for v in ev.verdicts:
             if v.status == "fail" and v.role != "calibration":
                 fails[v.check] = fails.get(v.check, 0) + 1
-        out_rows.append(MutantResult(mutant, bool(fails), fails, equivalent and not fails))
+        # on a case whose bounds are all exact statements, an uncaught bound mutant is judged
+        # by the bound's slack (not testable), never as equivalent
+        exact_only = all(bounds.get(b).mutations for b in case.bounds)
+        judged = mutant.exact or (exact_only and mutant.trainer is None and mutant.perturb)
+        untestable = not_testable(mutant, truth, ev) if judged and not fails else ""
+        out_rows.append(
+            MutantResult(
+                mutant, bool(fails), fails, equivalent and not fails and not judged, untestable
+            )
+        )
     return out_rows
+
+
+def not_testable(mutant: Mutant, truth, mutated) -> str:
+    """Why the data cannot see an exact-bound mutant: the share of vacuous verdicts and, for
+    the others, how far inside the bound the data sit (the tightening a bound would need
+    before the data could contradict it) against how much the mutant tightens it."""
+    seen = [
+        v
+        for v in truth.verdicts
+        if v.counted
+        and v.status == PASS
+        and v.kind in mutant.needs
+        and math.isfinite(v.observed)
+        and v.predicted != 0  # a zero floor cannot be tightened
+    ]
+    if not seen:
+        return "no verdict of the exact bound was reached"
+    other = {(v.check, v.point_key): v for v in mutated.verdicts}
+    vacuous = sum(v.vacuous for v in seen)
+    parts = [f"vacuous at {vacuous} of {len(seen)} verdicts"]
+    for kind in ("envelope", "floor", "rate"):
+        rows = [v for v in seen if v.kind == kind and not v.vacuous]
+        if not rows:
+            continue
+        needed = min(_slack(v) for v in rows)
+        moved = max(
+            (_slack(v) / _slack(other[(v.check, v.point_key)]) for v in rows), default=math.nan
+        )
+        parts.append(f"{kind}: data {needed:.3g}x inside the bound, the mutant tightens it {moved:.3g}x")
+    return "; ".join(parts)
+
+
+def _slack(v) -> float:
+    """How many times the bound would have to tighten before this verdict could fail."""
+    if v.kind == "envelope":  # observed: mean loss / envelope in the least favourable block
+        return 1.0 / max(v.observed, 1e-300)
+    if v.kind == "floor":
+        return v.predicted / max(v.observed, 1e-300) if v.predicted > 0 else math.inf
+    return v.observed / v.predicted if v.predicted > 0 else math.inf  # decay: faster is safe
 
 
 def _with_config(case: Case, config: Mapping[str, Mapping[str, Any]]) -> Case:

@@ -240,6 +240,7 @@ def predicted(ctx: Context, quantity: str, params: Mapping[str, Any]) -> Predict
         log_se, dof, limit = math.nan, math.nan, value
     factor = ctx.perturb.get("rate" if quantity == "envelope_rate" else quantity, 1.0)
     factor *= structural_mutation(ctx.perturb, quantity, params)
+    factor *= ctx.bound.mutation_factor(ctx.perturb, quantity, params)
     return Predicted(value * factor, log_se, dof, limit * factor)
 
 
