@@ -44,7 +44,9 @@ LANES = 64
 #: ``n d`` up to which the fused rounds are used.  Measured (tau = 1, p = 4, one thread,
 #: ``benchmarks/test_fused.py``): faster than the blocked passes at every measured point,
 #: n d = 32 to 1024 (the bench regime), m = 16000 and 10^5, xi = 0.25 and 1 (1.3x to
-#: 4.5x); beyond the measured range the blocked BLAS passes are kept.
+#: 4.5x), and at p = 1, xi = 1 (1.0x-1.9x); beyond the measured range the blocked BLAS
+#: passes are kept, and so are they where they update the output incrementally (disjoint
+#: masks, keep < 0.6: 0.4x-0.9x for the fused rounds, which always pass over all m).
 MAX_ND = 1024
 
 try:  # pragma: no cover - exercised by whichever environment runs the tests

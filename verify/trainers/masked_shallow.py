@@ -46,7 +46,8 @@ neurons, in two matmuls per block, plus a few passes over in-cache memory):
 * Averaging: each neuron's copies are summed per surrogate into an ``(m, d)`` accumulator;
   with disjoint masks a neuron simply takes its one trained copy.
 * One local step (tau = 1, ``n d`` up to :data:`~verify.trainers.fused_kernels.MAX_ND`,
-  numba available): none of the above.  A round is one fused pass over each repetition's
+  numba available, and not the incremental case above, whose work is proportional to the
+  keep probability): none of the above.  A round is one fused pass over each repetition's
   weights (:mod:`verify.trainers.fused_kernels`) that moves every neuron by the mean of its
   copies' steps and computes, at the new weights, the next loss and the next round's
   surrogate outputs.
@@ -216,8 +217,8 @@ def train(
     loss = np.full((rounds + 1, R), np.nan)
     diverged = np.full(R, -1)
     events = _Events(X, W0, m, every, movement, ntk_min)
-    if fused is None:
-        fused = tau == 1 and fused_kernels.use_fused(n, d)
+    if fused is None:  # measured: the incremental blocked rounds (work ~ xi) beat a full pass
+        fused = tau == 1 and fused_kernels.use_fused(n, d) and not _incremental(p, scheme, keep)
     if fused and tau != 1:
         raise ValueError("the fused rounds train tau = 1 only")
     if fused and not fused_kernels.AVAILABLE:
@@ -281,7 +282,7 @@ def _blocked_passes(
     n = X.shape[0]
     keep = 1.0 / p if scheme == "partition" else xi
     disjoint = p == 1 or scheme == "partition"
-    incremental = disjoint and keep < INCREMENTAL_KEEP
+    incremental = _incremental(p, scheme, keep)
     reuse = not incremental and keep >= REUSE_KEEP
     kernels = Kernels(X, max(m, BATCH_ROWS), block)
     full_active = np.empty((R * m, n), dtype=bool) if reuse else None
@@ -453,6 +454,12 @@ def _check_divergence(
     bad = (~np.isfinite(loss[k]) | (loss[k] > limit)) & (diverged < 0)
     diverged[bad] = k
     return limit
+
+
+def _incremental(p: int, scheme: str, keep: float) -> bool:
+    """Whether the blocked rounds track the output from the selected neurons' change only
+    (disjoint masks, keep probability below :data:`INCREMENTAL_KEEP`)."""
+    return (p == 1 or scheme == "partition") and keep < INCREMENTAL_KEEP
 
 
 def _restrict(a: np.ndarray, idx: np.ndarray) -> np.ndarray:
