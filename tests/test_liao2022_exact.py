@@ -245,3 +245,49 @@ def test_exact_bound_mutants_are_caught_or_reported_not_testable(exact_run):
     finally:
         mutants.mutants_for = original
     assert caught.caught and not caught.not_testable
+
+
+@pytest.mark.slow
+def test_exact_checks_false_alarm_rate_over_100_seeds(tmp_path):
+    """The exact checks' family-wise false alarms over 100 independent seeds (data,
+    initialisations and masks), at the case's budget of 1%: binomial test of the count."""
+    from scipy import stats
+
+    from verify.case import load
+
+    failed = 0
+    text = EXACT.replace("m = 20000", "m = 4000").replace("rounds = 600", "rounds = 300")
+    for seed in range(100):
+        path = write_case(tmp_path / f"c{seed}.toml", f"seed = {seed}\n" + text)
+        run = run_case(load(path), tmp_path / "out", show_progress=False)
+        if run.evaluation.failed:
+            failed += 1
+            print(f"seed {seed}: false alarm in", sorted({v.check for v in run.evaluation.verdicts if v.status == "fail"}))
+    print(f"false alarms: {failed} / 100")
+    assert stats.binomtest(failed, 100, 0.01, alternative="greater").pvalue > 0.01
+
+
+def test_data_set_as_a_grid_axis(tmp_path):
+    """``data_seed`` on the grid: one data set per seed (different lambda0), each point trained
+    and evaluated on its own, reproducibly; an unknown data seed value is bad input."""
+    from verify.case import load
+    from verify.grid import datasets
+    from verify.schema import CaseError
+
+    from .conftest import TINY
+
+    text = TINY.replace("p = [1, 2, 3]\ntau = [1, 2]", "p = [1, 2]\ndata_seed = [0, 1, 2]")
+    case = load(write_case(tmp_path / "c.toml", text))
+    points = expand(case)
+    data = datasets(case, points)
+    lam = {pt.params["data_seed"]: data[pt.key][2]["lambda0"] for pt in points}
+    assert len(set(lam.values())) == 3
+    run = run_case(case, tmp_path / "out", show_progress=False)
+    seen = {v.params["data_seed"]: v.params["lambda0"] for v in run.evaluation.verdicts}
+    assert seen == pytest.approx(lam)
+    again = run_case(case, tmp_path / "again", show_progress=False)
+    assert [v.observed for v in again.evaluation.verdicts] == pytest.approx(
+        [v.observed for v in run.evaluation.verdicts], nan_ok=True
+    )
+    with pytest.raises(CaseError, match="data_seed"):
+        load(write_case(tmp_path / "bad.toml", text.replace("[0, 1, 2]", "[0, -1]")))

@@ -24,7 +24,7 @@ from bounds.plugins import PluginError, import_plugin, plugin_spec
 
 from . import trainers
 from .checks import CHECKS
-from .grid import expand
+from .grid import DATA_AXIS, expand
 from .schema import CaseError, Spec, positive_int
 
 #: refuse grids whose estimated peak memory per task exceeds this many bytes
@@ -168,6 +168,8 @@ def _validate(raw: dict[str, Any], path: Path) -> Case:
         }
     data = values.pop("data", {})
     flat_specs = {k: s for sec in trainer.grid_sections for k, s in sections[sec].items()}
+    if "seed" in sections.get("data", {}):  # data as a grid axis: one data set per seed
+        flat_specs[DATA_AXIS] = sections["data"]["seed"]
     base = {k: v for sec in trainer.grid_sections for k, v in values[sec].items()}
 
     bound_ids = raw.get("bounds")

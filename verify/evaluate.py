@@ -29,7 +29,7 @@ from .checks import CHECKS
 from .checks.convergence import OBSERVE, OBSERVED_BY, OBSERVERS, Context
 from .checks.stats import holm
 from .checks.verdict import FAIL, INCONCLUSIVE, PASS, PointData, Verdict
-from .grid import GridPoint, calibration_mask
+from .grid import DATA_AXIS, GridPoint, calibration_mask
 from .vacuity import vacuity_rows
 
 #: columns of the result table that describe the run, not its outputs
@@ -80,18 +80,22 @@ class Evaluation:
 
 
 def point_data(
-    case: Case, points: list[GridPoint], results: pd.DataFrame, data_params: Mapping[str, Any]
+    case: Case,
+    points: list[GridPoint],
+    results: pd.DataFrame,
+    data_params: Mapping[str, Any],
+    per_point: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> list[PointData]:
     """Assemble per-point arrays from the tidy result table (one row per repetition)."""
     out = []
-    grid_keys = set(case.trainer.grid_keys)
+    grid_keys = set(case.trainer.grid_keys) | {DATA_AXIS}
     by_key = {k: g.sort_values("rep") for k, g in results.groupby("point_key")}
     for pt in points:
         rows = by_key[pt.key]
         curve_cols, scalar_cols = output_columns(rows, {**case.data, **pt.params})
         curves = {c: np.vstack(rows[c].to_numpy()).astype(float) for c in curve_cols}
         scalars = {s: rows[s].to_numpy(dtype=float) for s in scalar_cols}
-        params = {**data_params, **pt.params}
+        params = {**(per_point or {}).get(pt.key, data_params), **pt.params}
         measured = (
             (case.trainer.measured_params, np.nanmin),
             (case.trainer.measured_max, np.nanmax),
@@ -116,9 +120,11 @@ def evaluate(
     results: pd.DataFrame,
     data_params: Mapping[str, Any],
     perturb: Mapping[str, float] | None = None,
+    per_point: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Evaluation:
+    """``per_point``: each point's data parameters when the data set is a grid axis."""
     perturb = dict(perturb or {})
-    pdata = point_data(case, points, results, data_params)
+    pdata = point_data(case, points, results, data_params, per_point)
     cal_flags = dict(zip([p.key for p in points], calibration_mask(case, points), strict=True))
     observe_cfg = _observation_config(case)
     verdicts: list[Verdict] = []

@@ -26,6 +26,8 @@ DATA_TAG = 0xDA7A
 class _Trainer(Protocol):
     derive: Callable[[dict[str, Any]], dict[str, Any]]
     init_keys: tuple[str, ...]
+    make_data: Callable[..., tuple[np.ndarray, np.ndarray]]
+    data_params: Callable[[np.ndarray, np.ndarray], dict[str, Any]]
 
 
 class Case(Protocol):
@@ -38,6 +40,8 @@ class Case(Protocol):
     points: Sequence[Mapping[str, Any]]
     data: Mapping[str, Any]
     calibration: Mapping[str, Any]
+    path: Any
+    seed_entropy: int
 
     @property
     def seed_entropy(self) -> int: ...
@@ -104,11 +108,35 @@ def init_entropy(case: Case, point: GridPoint) -> int:
     return int(params_hash(keys)[:32], 16)
 
 
-def data_rng(case: Case) -> np.random.Generator:
-    """The data set is part of the problem: one draw per case, shared by all points."""
-    return np.random.default_rng(
-        np.random.SeedSequence([case.seed_entropy, DATA_TAG, int(case.data.get("seed", 0))])
-    )
+#: the grid parameter that selects the data set (its ``[data] seed``): data as a grid axis
+DATA_AXIS = "data_seed"
+
+
+def data_seed(case: Case, point: GridPoint | None = None) -> int:
+    """The data seed of a point: its ``data_seed`` on the grid, else the case's ``[data] seed``."""
+    params = point.params if point is not None else {}
+    return int(params.get(DATA_AXIS, case.data.get("seed", 0)))
+
+
+def data_rng(case: Case, seed: int | None = None) -> np.random.Generator:
+    """The data set is part of the problem: one draw per data seed, shared by its points."""
+    seed = int(case.data.get("seed", 0)) if seed is None else seed
+    return np.random.default_rng(np.random.SeedSequence([case.seed_entropy, DATA_TAG, seed]))
+
+
+def datasets(
+    case: Case, points: list[GridPoint]
+) -> dict[str, tuple[np.ndarray, np.ndarray, dict[str, Any]]]:
+    """``point key -> (X, y, data params)``: one data set per data seed of the grid."""
+    made: dict[int, tuple[np.ndarray, np.ndarray, dict[str, Any]]] = {}
+    out = {}
+    for pt in points:
+        seed = data_seed(case, pt)
+        if seed not in made:
+            X, y = case.trainer.make_data(case.data, data_rng(case, seed), case.path.parent)
+            made[seed] = (X, y, case.trainer.data_params(X, y))
+        out[pt.key] = made[seed]
+    return out
 
 
 def calibration_mask(case: Case, points: list[GridPoint]) -> list[bool]:

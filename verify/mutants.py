@@ -41,7 +41,7 @@ from .case import Case
 from .checks.convergence import structural_mutation
 from .checks.verdict import FAIL, PASS
 from .evaluate import BOOKKEEPING, evaluate
-from .grid import expand
+from .grid import datasets, expand
 from .runner import run_case
 from .store import read_points
 
@@ -237,6 +237,7 @@ def mutate(
     base = run_case(case, out, quick=quick, show_progress=False)
     points = expand(base.case)
     data_params = _data_params(base)
+    per_point = {key: params for key, (_, _, params) in datasets(base.case, points).items()}
     results = read_points(base.directory, [p.key for p in points])
     truth = base.evaluation
     out_rows = []
@@ -248,6 +249,7 @@ def mutate(
                 results,
                 data_params,
                 mutant.perturb,
+                per_point,
             )
             equivalent = _same_verdicts(truth, ev) and (
                 _same_form(mutant.perturb or {}, [p.params for p in points])

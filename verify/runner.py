@@ -15,7 +15,7 @@ import bounds
 from .case import Case
 from .evaluate import Evaluation, evaluate
 from .executors import Task, execute
-from .grid import GridPoint, data_rng, expand, init_entropy
+from .grid import GridPoint, data_rng, datasets, expand, init_entropy
 from .progress import progress_bar
 from .store import (
     code_version,
@@ -75,8 +75,10 @@ def run_case(
     if quick:
         case = case.with_quick()
     points = expand(case)
+    data = datasets(case, points)
     X, y = case.trainer.make_data(case.data, data_rng(case), case.path.parent)
     data_params = case.trainer.data_params(X, y)
+    per_point = {key: params for key, (_, _, params) in data.items()}
     directory = case_directory(out, case, quick)
     remove_stale_temporaries(directory)
     prints = {
@@ -92,7 +94,7 @@ def run_case(
         for pt in points
     }
     todo = [pt for pt in points if not is_done(directory, pt.key, prints[pt.key])]
-    tasks = [make_task(case, pt, X, y) for pt in todo]
+    tasks = [make_task(case, pt, *data[pt.key][:2]) for pt in todo]
     with progress_bar(
         len(tasks) if show_progress else 0, f"{case.name}: {len(points) - len(todo)} stored"
     ) as bar:
@@ -103,7 +105,7 @@ def run_case(
 
         execute(tasks, executor, jobs, done)
     results = read_points(directory, [pt.key for pt in points])
-    evaluation = evaluate(case, points, results, data_params, perturb)
+    evaluation = evaluate(case, points, results, data_params, perturb, per_point)
     write_table(directory / "verdicts.parquet", evaluation.frame())
     wall = time.perf_counter() - start
     write_json(

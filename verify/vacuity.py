@@ -140,7 +140,7 @@ def region_rows(case, bound_ids: Iterable[str], axes: Mapping[str, list[Any]]) -
     """
     from dataclasses import replace
 
-    from .grid import data_rng, expand
+    from .grid import datasets, expand
     from .schema import CaseError
 
     specs = {k: spec for section in case.trainer.schema.values() for k, spec in section.items()}
@@ -149,15 +149,15 @@ def region_rows(case, bound_ids: Iterable[str], axes: Mapping[str, list[Any]]) -
             raise CaseError(f"--grid: {key!r} is not a grid parameter of {case.trainer.name}")
         axes = {**axes, key: [specs[key].validate(f"--grid {key}", v) for v in values]}
     case = replace(case, grid={**case.grid, **axes}, points=[] if axes else case.points)
-    X, y = case.trainer.make_data(case.data, data_rng(case), case.path.parent)
-    data = case.trainer.data_params(X, y)
+    points = expand(case)
+    data = datasets(case, points)
     rows = []
     for bound_id in bound_ids:
         bound = bounds.get(bound_id)
         table = getattr(bound, "vacuity", None)
         applies = getattr(bound, "applies", lambda _: True)
-        for pt in expand(case):
-            params = {**data, **pt.params}
+        for pt in points:
+            params = {**data[pt.key][2], **pt.params}
             if table is None or not applies(params):
                 continue
             row = {"bound": bound_id, **{k: pt.params[k] for k in case.grid}} | table(params)
