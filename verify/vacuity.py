@@ -45,34 +45,40 @@ def vacuity_rows(
 ) -> list[dict[str, Any]]:
     """One row per (bound with a ``vacuity`` method, point in its scope)."""
     rows = []
+    for bound_id, bound, pt, params in _scoped(bound_ids, points, lambda pt: pt.params):
+        row: dict[str, Any] = {"bound": bound_id, "point_key": pt.key, "label": pt.label}
+        row |= bound.vacuity(params)
+        if not row.keys() - {"bound", "point_key", "label"}:
+            continue
+        curves = pt.curves[observe_cfg["floor"]["curve"]]
+        initial = float(np.mean(curves[:, 0]))
+        floor = observe_floor(pt, observe_cfg["floor"]).value
+        decay = observe_decay(pt, observe_cfg["rate"]).value
+        row["L0_observed"] = initial
+        row["observed_floor"] = floor
+        row["observed_decay"] = decay
+        if "bound_floor" in row:
+            row["bound_floor_over_L0"] = row["bound_floor"] / initial
+            row["observed_floor_over_bound"] = _ratio(floor, row["bound_floor"])
+            row["vacuous"] = bool(row["bound_floor"] >= initial)
+        row["observed_over_exact_decay"] = _ratio(decay, row.get("exact_decay", math.nan))
+        row["outside"] = "; ".join(bound.preconditions(pt.params))
+        rows.append(row)
+    return rows
+
+
+def _scoped(bound_ids: Iterable[str], points: list, params_of) -> Iterable[tuple]:
+    """``(bound id, bound, point, params)`` for the bounds with a vacuity table and the points
+    in their scope; ``params_of(point)`` gives the parameters the bound reads."""
     for bound_id in bound_ids:
         bound = bounds.get(bound_id)
-        table = getattr(bound, "vacuity", None)
-        applies = getattr(bound, "applies", lambda _: True)
-        if table is None:
+        if getattr(bound, "vacuity", None) is None:
             continue
+        applies = getattr(bound, "applies", lambda _: True)
         for pt in points:
-            if not applies(pt.params):
-                continue
-            row: dict[str, Any] = {"bound": bound_id, "point_key": pt.key, "label": pt.label}
-            row |= table(pt.params)
-            if not row.keys() - {"bound", "point_key", "label"}:
-                continue
-            curves = pt.curves[observe_cfg["floor"]["curve"]]
-            initial = float(np.mean(curves[:, 0]))
-            floor = observe_floor(pt, observe_cfg["floor"]).value
-            decay = observe_decay(pt, observe_cfg["rate"]).value
-            row["L0_observed"] = initial
-            row["observed_floor"] = floor
-            row["observed_decay"] = decay
-            if "bound_floor" in row:
-                row["bound_floor_over_L0"] = row["bound_floor"] / initial
-                row["observed_floor_over_bound"] = _ratio(floor, row["bound_floor"])
-                row["vacuous"] = bool(row["bound_floor"] >= initial)
-            row["observed_over_exact_decay"] = _ratio(decay, row.get("exact_decay", math.nan))
-            row["outside"] = "; ".join(bound.preconditions(pt.params))
-            rows.append(row)
-    return rows
+            params = params_of(pt)
+            if applies(params):
+                yield bound_id, bound, pt, params
 
 
 def term_fits(rows: list[dict[str, Any]], prefix: str = "B1_") -> dict[str, dict[str, float]]:
@@ -152,32 +158,27 @@ def region_rows(case, bound_ids: Iterable[str], axes: Mapping[str, list[Any]]) -
     points = expand(case)
     data = datasets(case, points)
     rows = []
-    for bound_id in bound_ids:
-        bound = bounds.get(bound_id)
-        table = getattr(bound, "vacuity", None)
-        applies = getattr(bound, "applies", lambda _: True)
-        for pt in points:
-            params = {**data[pt.key][2], **pt.params}
-            if table is None or not applies(params):
-                continue
-            row = {"bound": bound_id, **{k: pt.params[k] for k in case.grid}} | table(params)
-            if "bound_floor" not in row:
-                continue
-            initial = bounds.liao2022.expected_initial_loss(params)
-            ratio = row["bound_floor"] / initial
-            decay = row["exact_decay"]
-            rounds = math.log(initial / row["bound_floor"]) / decay if 0 < ratio < 1 else math.inf
-            if row["bound_floor"] == 0:
-                rounds = math.log(2.0) / decay  # no floor: the rounds to halve the loss
-            keep = 1.0 / params["p"] if params.get("scheme") == "partition" else params["xi"]
-            steps = rounds * params["p"] * params["tau"] * keep * params["m"]
-            row |= {
-                "expected_L0": initial,
-                "bound_over_L0": ratio,
-                "non_vacuous": ratio < 1,
-                "rounds_needed": rounds,
-                "neuron_steps": steps,
-                "flops": 4.0 * params["n"] * params["d"] * steps,
-            }
-            rows.append(row)
+    for bound_id, bound, pt, params in _scoped(
+        bound_ids, points, lambda pt: {**data[pt.key][2], **pt.params}
+    ):
+        row = {"bound": bound_id, **{k: pt.params[k] for k in case.grid}} | bound.vacuity(params)
+        if "bound_floor" not in row:
+            continue
+        initial = bounds.liao2022.expected_initial_loss(params)
+        ratio = row["bound_floor"] / initial
+        decay = row["exact_decay"]
+        rounds = math.log(initial / row["bound_floor"]) / decay if 0 < ratio < 1 else math.inf
+        if row["bound_floor"] == 0:
+            rounds = math.log(2.0) / decay  # no floor: the rounds to halve the loss
+        keep = 1.0 / params["p"] if params.get("scheme") == "partition" else params["xi"]
+        steps = rounds * params["p"] * params["tau"] * keep * params["m"]
+        row |= {
+            "expected_L0": initial,
+            "bound_over_L0": ratio,
+            "non_vacuous": ratio < 1,
+            "rounds_needed": rounds,
+            "neuron_steps": steps,
+            "flops": 4.0 * params["n"] * params["d"] * steps,
+        }
+        rows.append(row)
     return sorted(rows, key=lambda r: r["bound_over_L0"])
