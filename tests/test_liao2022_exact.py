@@ -291,3 +291,18 @@ def test_data_set_as_a_grid_axis(tmp_path):
     )
     with pytest.raises(CaseError, match="data_seed"):
         load(write_case(tmp_path / "bad.toml", text.replace("[0, 1, 2]", "[0, -1]")))
+
+
+def test_vacuity_command_maps_a_region_without_training():
+    import subprocess
+    import sys
+
+    from .conftest import ROOT
+
+    case = str(ROOT / "cases/long/liao2022_theorem3_nonvacuous.toml")
+    run = [sys.executable, "-m", "verify", "vacuity", case]
+    ok = subprocess.run([*run, "--grid", "xi=0.9,0.99"], capture_output=True, text=True, cwd=ROOT)
+    assert ok.returncode == 0, ok.stderr
+    assert "1 of 2 points non-vacuous" in ok.stdout  # xi = 0.99 at m = 10^4, not xi = 0.9
+    bad = subprocess.run([*run, "--grid", "nope=1"], capture_output=True, text=True, cwd=ROOT)
+    assert bad.returncode == 2 and "not a grid parameter" in bad.stderr
