@@ -196,6 +196,8 @@ def claim_mutants(case: Case) -> list[Mutant]:
             continue
         quantity = cfg["quantity"] or cfg["statistic"]
         factor = SCALING_FACTOR if cfg["kind"] == "scaling" else CLAIM_FACTORS[cfg["relation"]]
+        if cfg["kind"] == "scaling" and cfg["relation"] != "==":
+            factor = _stronger_exponent(case, quantity, cfg["relation"])
         out.append(
             Mutant(
                 f"{name}_wrong",
@@ -205,6 +207,26 @@ def claim_mutants(case: Case) -> list[Mutant]:
             )
         )
     return out
+
+
+def _stronger_exponent(case: Case, quantity: str, relation: str) -> float:
+    """The factor that makes a one-sided exponent claim *stronger* (a wrong claim that can
+    fail): ``>= e`` becomes ``>= 2.5 e`` for ``e > 0`` and ``>= -e/4`` (a positive exponent) for
+    ``e < 0``; ``<=`` mirrored.  The exponent's sign is read at the case's first point."""
+    points = expand(case)[:1]
+    sign = 0.0
+    if points:
+        params = {**datasets(case, points)[points[0].key][2], **points[0].params}
+        for bound_id in case.bounds:
+            try:
+                value = bounds.get(bound_id).predict(params).get(quantity)
+            except (KeyError, TypeError, ValueError):
+                continue  # the prediction needs a measured parameter: keep the default
+            if value:
+                sign = math.copysign(1.0, value)
+                break
+    grows = sign > 0 if relation == ">=" else sign < 0
+    return SCALING_FACTOR if grows or sign == 0 else -1.0 / (1.6 * SCALING_FACTOR)
 
 
 @dataclass
