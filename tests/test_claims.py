@@ -193,3 +193,17 @@ def test_missing_outputs_and_predictions_are_inconclusive_with_a_reason(rng):
 def test_bad_check_configuration_is_rejected(cfg, message):
     with pytest.raises(CaseError, match=message):
         _validate_checks({"c": cfg})
+
+
+def test_generated_exponent_mutant_strengthens_a_one_sided_claim():
+    """'slope >= -2' must become a claim the data can contradict (>= +0.5), not the weaker
+    '>= -5'; a two-sided '==' claim is scaled by 2.5."""
+    from verify.case import load
+    from verify.mutants import claim_mutants
+
+    from .conftest import ROOT
+
+    mutants = {m.name: m for m in claim_mutants(load(ROOT / "cases/qin2023_iterations.toml"))}
+    assert mutants["iterations_wrong"].perturb == {"iterations_exponent": -0.25}
+    width = {m.name: m for m in claim_mutants(load(ROOT / "cases/liao2022_ist_width.toml"))}
+    assert width["floor_width_wrong"].perturb == {"floor_m_exponent": 2.5}
