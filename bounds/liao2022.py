@@ -456,32 +456,24 @@ class _PaperStatement(Bound):
             out["kernel_event_ratio"] = params["masked_ntk_min"] / (v.lambda0 / 2)
         return out
 
-    def exact_floor(self, params: Params) -> float | None:
-        """The error term in the run's convention when it is explicit, else None."""
-        return None
-
     def vacuity(self, params: Params) -> dict[str, float]:
-        """The exact bound against the expected initial loss, and the requirement ratios."""
-        v = paper_view(params)
-        rho = self.rate_factor(v)
-        out = {"exact_decay": -math.log(rho) if 0 < rho < 1 else math.nan}
-        floor = self.exact_floor(params)
-        if floor is not None:
-            out["bound_floor"] = floor
-            out["bound_floor_over_L0"] = floor / expected_initial_loss(params)
+        """The exact decay and error term, and the requirement ratios (the map divides the
+        error term by the initial loss: observed, or expected before training)."""
+        _, decay, floor = self.exact_values(params)
+        out = {"exact_decay": decay} | ({} if floor is None else {"bound_floor": floor})
         return out | self.requirements(params)
 
     mutations = EXACT_MUTATIONS
 
-    def mutated_values(self, name: str, params: Params) -> tuple[float, float | None]:
-        """(decay, explicit floor in the run's convention) of the mutation ``name``."""
-        v = _mutated_view(paper_view(params), name)
+    def exact_values(self, params: Params, mutation: str = "") -> tuple[float, float, float | None]:
+        """(contraction, decay, explicit error term in the run's convention or None), of the
+        statement or of its ``mutation``."""
+        v = _mutated_view(paper_view(params), mutation)
         rho = self.rate_factor(v)
-        if name == "quarter_to_one":
+        if mutation == "quarter_to_one":
             rho = 1.0 - 4.0 * (1.0 - rho)
         decay = -math.log(rho) if 0.0 < rho < 1.0 else math.nan
-        floor = self.exact_floor_of(v, name)
-        return decay, floor
+        return rho, decay, self.exact_floor_of(v, mutation)
 
     def exact_floor_of(self, v: PaperView, mutation: str = "") -> float | None:
         """The explicit error term at ``v`` (run convention), under a mutation."""
@@ -492,8 +484,8 @@ class _PaperStatement(Bound):
         for name in perturb:
             if name not in self.mutations:
                 continue
-            true_decay, true_floor = self.mutated_values("", params)
-            decay, floor = self.mutated_values(name, params)
+            _, true_decay, true_floor = self.exact_values(params)
+            _, decay, floor = self.exact_values(params, name)
             if quantity in ("rate", "envelope_rate") and true_decay > 0 and math.isfinite(decay):
                 factor *= decay / true_decay
             if quantity == "floor" and true_floor and floor is not None:
@@ -503,10 +495,7 @@ class _PaperStatement(Bound):
     def prediction_from(
         self, params: Params, values: Mapping[str, float | None], calibrated: bool
     ) -> Prediction:
-        v = paper_view(params)
-        rho = self.rate_factor(v)
-        decay = -math.log(rho) if 0.0 < rho < 1.0 else math.nan
-        floor = self.exact_floor(params)
+        rho, decay, floor = self.exact_values(params)
         if floor is None:
             floor = values.get("floor")
         extra = {"decay": decay, "envelope_rate": decay}
@@ -540,10 +529,6 @@ class Theorem3(_PaperStatement):
         first = v.n**4 / (v.kappa**2 * v.xi * v.theta * v.lambda0**4)
         second = v.n * v.K**2 * b1(v) / (v.kappa**2 * v.theta * v.lambda0**2)
         return v.K / REQUIREMENT_DELTA * max(first, second, v.K**2 * v.p)
-
-    def exact_floor(self, params: Params) -> float:
-        v = paper_view(params)
-        return b1(v) * v.loss_factor
 
     def exact_floor_of(self, v: PaperView, mutation: str = "") -> float:
         terms = b1_terms(v)
