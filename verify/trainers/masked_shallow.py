@@ -64,7 +64,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from bounds.ntk import finite_width_gram
+from bounds.ntk import cosine_matrix, finite_width_gram
 
 from . import fused_kernels
 from .blocked_kernels import Kernels
@@ -420,7 +420,8 @@ class _Events:
         movement: np.ndarray,
         ntk_min: np.ndarray,
     ) -> None:
-        self.X, self.W0, self.m, self.every = X, W0, m, every
+        self.X, self.W0, self.m, self.every = X.astype(np.float64), W0, m, every
+        self.cosines = cosine_matrix(self.X)  # the masked NTK's x_i.x_j, fixed over the run
         self.movement, self.ntk_min = movement, ntk_min
 
     def due(self, k: int, training: bool) -> bool:
@@ -438,7 +439,7 @@ class _Events:
             rows = slice(r * m, (r + 1) * m)
             self.movement[r] = max(self.movement[r], _max_movement(W[rows], self.W0[rows]))
             if masks:
-                worst = _masked_ntk_min(self.X, W[rows], masks[r], m)
+                worst = _masked_ntk_min(self.X, self.cosines, W[rows], masks[r], m)
                 self.ntk_min[r] = min(self.ntk_min[r], worst)
 
 
@@ -570,15 +571,16 @@ def _max_movement(W: np.ndarray, W0: np.ndarray) -> float:
     return float(np.sqrt(np.einsum("ij,ij->i", diff, diff).max()))
 
 
-def _masked_ntk_min(X: np.ndarray, W: np.ndarray, masks: Sequence[np.ndarray], m: int) -> float:
+def _masked_ntk_min(
+    X: np.ndarray, cosines: np.ndarray, W: np.ndarray, masks: Sequence[np.ndarray], m: int
+) -> float:
     """Smallest eigenvalue over the surrogates of the masked NTK (Definition 1, k' = k, t = 0).
 
     ``(m_l o H)_ij = (1/m) x_i.x_j sum_r m_{l,r} 1{w_r.x_i >= 0} 1{w_r.x_j >= 0}``; Theorem 2
-    claims it is at least ``lambda0 / 2`` (``lambda0 = lambda_min(xi H_inf)``).
+    claims it is at least ``lambda0 / 2`` (``lambda0 = lambda_min(xi H_inf)``).  ``X`` in
+    float64, ``cosines`` its :func:`~bounds.ntk.cosine_matrix`.
     """
-    X64 = X.astype(np.float64)
-    active = (W.astype(np.float64) @ X64.T >= 0).astype(np.float64)
-    cosines = np.clip(X64 @ X64.T, -1.0, 1.0)
+    active = (W.astype(np.float64) @ X.T >= 0).astype(np.float64)
     worst = math.inf
     for idx in masks:
         S = active[idx]
