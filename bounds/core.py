@@ -397,6 +397,9 @@ class Bound:
 
     #: named wrong versions of this bound for mutation testing (name -> what is wrong)
     mutations: Mapping[str, str] = {}
+    #: named wrong *forms* of its predictions (a factor that depends on the parameters, not a
+    #: constant), applied by :meth:`mutation_factor` to calibrated and exact predictions alike
+    form_mutations: Mapping[str, str] = {}
 
     def mutation_factor(self, perturb: Mapping[str, float], quantity: str, params: Params) -> float:
         """``mutated / true`` prediction of ``quantity`` for the mutations named in ``perturb``

@@ -116,8 +116,38 @@ FLOOR_INCREASES_IN_TAU = Trend(
 )
 
 
+#: wrong forms of the masked-training statements (mutation tests, :func:`form_mutation`)
+FORM_MUTATIONS = {
+    "theta": "the rate counts a neuron as held p xi times instead of theta = 1 - (1 - xi)^p",
+    "sqrt_m": "the floor shrinks like 1/sqrt(m), as if the masking noise vanished with width",
+}
+
+
+def form_mutation(perturb: Mapping[str, float], quantity: str, params: Params) -> float:
+    """``mutated / true`` prediction of ``quantity`` under the :data:`FORM_MUTATIONS` named in
+    ``perturb`` (1 otherwise).
+
+    ``theta``: the rate counts a neuron as held ``p * xi`` times (no overlap correction)
+    instead of with probability ``1 - (1 - xi)^p``; ``sqrt_m``: the floor shrinks like
+    ``1/sqrt(m)`` (as if the masking noise vanished with width, which it does not under
+    the network's ``1/sqrt(m)`` output scaling), relative to width 16.
+    """
+    factor = 1.0
+    if "theta" in perturb and quantity in ("rate", "envelope_rate") and "xi" in params:
+        xi, p = params["xi"], params["p"]
+        factor *= p * xi / (1.0 - (1.0 - xi) ** p)
+    if "sqrt_m" in perturb and quantity == "floor" and "m" in params:
+        factor *= math.sqrt(16.0 / params["m"])
+    return factor
+
+
 class _MaskedTheorem(Bound):
     """Shared hypotheses of the masked-training theorem and its corollaries."""
+
+    form_mutations = FORM_MUTATIONS
+
+    def mutation_factor(self, perturb: Mapping[str, float], quantity: str, params: Params) -> float:
+        return form_mutation(perturb, quantity, params)
 
     forms = {"rate": RATE_FORM, "envelope_rate": ENVELOPE_RATE_FORM, "floor": FLOOR_FORM}
     scheme = "bernoulli"
@@ -479,8 +509,10 @@ class _PaperStatement(Bound):
         """The explicit error term at ``v`` (run convention), under a mutation."""
         return None
 
+    form_mutations = FORM_MUTATIONS
+
     def mutation_factor(self, perturb: Mapping[str, float], quantity: str, params: Params) -> float:
-        factor = 1.0
+        factor = form_mutation(perturb, quantity, params)
         for name in perturb:
             if name not in self.mutations:
                 continue

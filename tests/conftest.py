@@ -59,7 +59,7 @@ def write_case(path: Path, text: str) -> Path:
 def context_all_tested(name: str, bound, points, alpha: float, perturb=None):
     """A check context where every point is tested (no calibration), with the bound's own
     preconditions screening the points."""
-    from verify.checks.convergence import Context
+    from verify.checks.framework import Context
 
     return Context(
         name,

@@ -197,7 +197,7 @@ def test_mutate_catches_every_broken_trainer(smoke_run):
 def test_a_tail_still_falling_is_not_taken_for_the_floor(rng):
     """Floor, rate and trend verdicts need a settled tail: a loss still decaying through
     the tail window is 'floor not reached' (inconclusive), a noisy stationary one is not."""
-    from verify.checks.convergence import OBSERVE, observe_floor, unsettled
+    from verify.checks.observations import OBSERVE, observe_floor, unsettled
     from verify.checks.verdict import PointData
 
     cfg = {k: s.default for k, s in OBSERVE.items()}
@@ -273,7 +273,8 @@ def test_a_repetition_whose_loss_rose_is_tested_not_dropped(rng):
 
     from bounds.core import Bound, LogLinearForm, Source, Term, Tightness
     from verify.checks import CHECKS
-    from verify.checks.convergence import OBSERVE, Context, observe_decay
+    from verify.checks.framework import Context
+    from verify.checks.observations import OBSERVE, observe_decay
     from verify.checks.verdict import PointData
 
     class Linear(Bound):

@@ -12,8 +12,8 @@ from scipy import stats
 
 from bounds.core import Bound, LogLinearForm, Source, Term, Tightness
 from verify.checks import CHECKS
-from verify.checks.convergence import Context
 from verify.checks.form import sd_interval
+from verify.checks.framework import Context
 from verify.evaluate import _finalise
 from verify.schema import CaseError
 

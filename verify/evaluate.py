@@ -26,7 +26,9 @@ from bounds.core import CalibratedForm, CalibrationError
 
 from .case import Case
 from .checks import CHECKS
-from .checks.convergence import OBSERVE, OBSERVED_BY, OBSERVERS, Context
+from .checks.framework import Context
+from .checks.observations import OBSERVE
+from .checks.quantities import QUANTITIES
 from .checks.stats import holm
 from .checks.verdict import FAIL, INCONCLUSIVE, PASS, PointData, Verdict
 from .grid import DATA_AXIS, GridPoint, calibration_mask
@@ -181,10 +183,10 @@ def _in_scope(bound: bounds.Bound, params: Mapping[str, Any]) -> bool:
 def _observation_config(case: Case) -> dict[str, dict[str, Any]]:
     """Observation settings for calibration: those of the case's rate / floor check."""
     defaults = {k: s.default for k, s in OBSERVE.items()}
-    cfg = {q: dict(defaults) for q in OBSERVERS}
+    cfg = {q: dict(defaults) for q in QUANTITIES}
     floor_cfg = next((c for c in case.checks.values() if c["kind"] == "floor"), None)
-    for quantity, kind in OBSERVED_BY.items():
-        check = next((c for c in case.checks.values() if c["kind"] == kind), floor_cfg)
+    for quantity, q in QUANTITIES.items():
+        check = next((c for c in case.checks.values() if c["kind"] == q.settings), floor_cfg)
         if check is not None:
             cfg[quantity] = {k: check[k] for k in OBSERVE}
     if floor_cfg is not None:  # every quantity's floor estimate uses the floor check's tail
@@ -207,10 +209,13 @@ def _calibrate(
     calibration: dict[str, CalibratedForm] = {}
     errors: dict[str, str] = {}
     for quantity, form in bound.forms.items():
-        observer = OBSERVERS.get(quantity)
-        if observer is None:
-            errors[quantity] = f"no observer for {quantity}"
+        if quantity not in QUANTITIES:
+            errors[quantity] = (
+                f"no observed quantity {quantity!r} to calibrate (verify.checks.quantities "
+                f"knows {sorted(QUANTITIES)})"
+            )
             continue
+        observer = QUANTITIES[quantity].observer
         obs = np.array([observer(pt, observe_cfg[quantity]).value for pt in cal_points])
         try:
             calibration[quantity] = form.calibrate(

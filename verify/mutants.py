@@ -38,7 +38,7 @@ from bounds.liao2022 import EXACT_MUTATIONS
 
 from . import trainers
 from .case import Case
-from .checks.convergence import structural_mutation
+from .checks.quantities import QUANTITIES
 from .checks.verdict import FAIL, PASS
 from .evaluate import BOOKKEEPING, evaluate
 from .grid import datasets, expand
@@ -274,7 +274,7 @@ def mutate(
                 per_point,
             )
             equivalent = _same_verdicts(truth, ev) and (
-                _same_form(mutant.perturb or {}, [p.params for p in points])
+                _same_form(case, mutant.perturb or {}, [p.params for p in points])
                 or _conclusive(mutant, truth)
             )
         else:
@@ -353,19 +353,23 @@ def _with_config(case: Case, config: Mapping[str, Mapping[str, Any]]) -> Case:
     return dataclasses.replace(case, checks=checks)
 
 
-#: mutation keys that change a prediction's form rather than scale it by a constant
-STRUCTURAL = ("theta", "sqrt_m")
-
-
-def _same_form(perturb: Mapping[str, float], grid: list[Mapping[str, Any]]) -> bool:
+def _same_form(
+    case: Case, perturb: Mapping[str, float], grid: list[Mapping[str, Any]]
+) -> bool:
     """The wrong form predicts exactly what the true one does at every grid point (e.g.
-    ``wrong_theta`` at p = 1, where p * xi = 1 - (1 - xi)^p)."""
-    if not perturb or any(k not in STRUCTURAL for k in perturb):
+    ``wrong_theta`` at p = 1, where p * xi = 1 - (1 - xi)^p): every key of ``perturb`` is a
+    form mutation (``Bound.form_mutations``) of the case's bounds and no bound's
+    prediction changes."""
+    case_bounds = [bounds.get(b) for b in case.bounds]
+    declared = {k for b in case_bounds for k in b.form_mutations}
+    if not perturb or any(k not in declared for k in perturb):
         return False
     return all(
-        math.isclose(structural_mutation(perturb, q, params), 1.0, rel_tol=1e-12)
+        math.isclose(b.mutation_factor(perturb, q, params), 1.0, rel_tol=1e-12)
+        for b in case_bounds
+        if set(perturb) <= set(b.form_mutations)
         for params in grid
-        for q in ("rate", "envelope_rate", "floor")
+        for q in QUANTITIES
     )
 
 

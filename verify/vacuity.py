@@ -19,7 +19,7 @@ import numpy as np
 
 import bounds
 
-from .checks.convergence import observe_decay, observe_floor
+from .checks.observations import observe_decay, observe_floor
 from .checks.verdict import PointData
 
 #: columns of the vacuity table in display order (others follow)

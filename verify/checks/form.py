@@ -29,7 +29,7 @@ from scipy import stats
 
 from ..schema import Spec, positive_float
 from . import CheckKind, register
-from .convergence import Context
+from .framework import Context
 from .verdict import INCONCLUSIVE, Verdict
 
 FORM = {

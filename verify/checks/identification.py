@@ -33,7 +33,7 @@ import numpy as np
 
 from ..schema import Spec, positive_float
 from . import CheckKind, register
-from .convergence import Context, base_verdict
+from .framework import Context, base_verdict
 from .stats import one_sided_p, t_estimate
 from .verdict import OUTSIDE, PointData, Verdict
 
@@ -81,7 +81,9 @@ def degenerate(pt: PointData, cfg: Mapping[str, Any]) -> str:
     return "; ".join(reasons)
 
 
-def screened(ctx: Context, v: Verdict, pt: PointData, cfg: Mapping[str, Any]) -> bool:
+def screened_or_degenerate(
+    ctx: Context, v: Verdict, pt: PointData, cfg: Mapping[str, Any]
+) -> bool:
     """Outside the bound's preconditions or with a degenerate ``W*``: final, not counted."""
     reasons = list(ctx.violations.get(pt.key, [])) + [r for r in [degenerate(pt, cfg)] if r]
     if reasons:
@@ -97,7 +99,7 @@ def identification_check(ctx: Context, name: str, cfg: Mapping[str, Any]) -> lis
     for pt in ctx.points:
         v = base_verdict(ctx, name, "identification", pt, f"identification_step_{m}")
         out.append(v)
-        if screened(ctx, v, pt, cfg):
+        if screened_or_degenerate(ctx, v, pt, cfg):
             continue
         T = pt.scalars[f"identification_step_{m}"]
         flips = pt.scalars[f"flips_after_identification_{m}"]
