@@ -67,47 +67,8 @@ def use_fused(n: int, d: int) -> bool:
 
 if njit is not None:
 
-    @njit(cache=True, fastmath=False)
-    def _load(W, lo, b, WT):  # pragma: no cover - compiled
-        """``WT[k, t] = W[lo + t, k]``: a block of rows, coordinates as rows (in cache)."""
-        d = W.shape[1]
-        for t in range(b):
-            for k in range(d):
-                WT[k, t] = W[lo + t, k]
-
-    @njit(cache=True, fastmath=False)
-    def _preactivate(WT, b, XT, i, z):  # pragma: no cover - compiled
-        """``z[t] = w_t . x_i`` for the block's rows t, summed over the d coordinates in order."""
-        d = XT.shape[0]
-        for t in range(b):
-            z[t] = 0.0
-        for k in range(d):
-            x = XT[k, i]
-            for t in range(b):
-                z[t] += x * WT[k, t]
-
-    @njit(cache=True, fastmath=False)
-    def _reduce(lanes):  # pragma: no cover - compiled
-        """``out[..., i] = sum_t lanes[..., i, t]``, in lane order."""
-        J, n, L = lanes.shape
-        out = np.zeros((J, n), dtype=lanes.dtype)
-        for j in range(J):
-            for i in range(n):
-                s = lanes[j, i, 0]
-                for t in range(1, L):
-                    s += lanes[j, i, t]
-                out[j, i] = s
-        return out
-
-    @njit(cache=True, fastmath=False)
-    def _unpack(keep, lo, b, held):  # pragma: no cover - compiled
-        """``held[l, t] = keep[l, lo + t]`` as 0.0 / 1.0, for the block's rows."""
-        for l in range(keep.shape[0]):
-            for t in range(b):
-                held[l, t] = keep[l, lo + t]
-
-    @njit(cache=True, fastmath=False)
-    def _round(W, a, X, XT, keep, err, step, average, nxt):  # pragma: no cover - compiled
+    @njit(cache=True, fastmath=False, error_model="numpy")
+    def _round(W, a, X, keep, err, step, average, nxt):  # pragma: no cover - compiled
         """One round of tau = 1 in place on ``W``, fused with the next round's forward pass.
 
         ``keep[l, r]`` (uint8) says whether neuron r is in surrogate l of this round (no
@@ -117,61 +78,115 @@ if njit is not None:
         ``-step a_r sum_i err_li 1[z_ri > 0] x_i``, otherwise by their sum.  Then, at the
         new weights, returns the raw ReLU sums ``sum_r a_r relu(w_r . x_i)`` of the full
         network (row 0) and of every surrogate ``nxt[j]`` of the next round (row 1 + j).
+
+        Every innermost loop runs over the :data:`LANES` rows of a block (a partial last
+        block is zero-padded: its padded rows have ``a = 0`` and add exact zeros) through
+        one-dimensional views, so that the loops compile to contiguous SIMD loads and
+        stores (indexing the 2-d scratch arrays inside the loop compiled to gathers, 3x
+        slower); every sum keeps its order (sums over coordinates in coordinate order,
+        over rows lane-wise, lanes in lane order).
         """
         m, d = W.shape
         n = X.shape[0]
         p = keep.shape[0]
         q = nxt.shape[0]
-        lanes = np.zeros((1 + q, n, LANES))
-        WT = np.empty((d, LANES), dtype=XT.dtype)
-        G = np.empty((d, LANES), dtype=XT.dtype)
-        e = np.empty((n, LANES), dtype=XT.dtype)
-        held = np.empty((max(p, q), LANES), dtype=XT.dtype)
-        c = np.empty(LANES, dtype=XT.dtype)
-        z = np.empty(LANES, dtype=XT.dtype)
-        v = np.empty(LANES)
-        for lo in range(0, m, LANES):
-            b = min(LANES, m - lo)
-            _load(W, lo, b, WT)
+        L = LANES
+        lanes = np.zeros((1 + q, n, L))
+        WT = np.zeros((d, L), dtype=X.dtype)
+        G = np.empty((d, L), dtype=X.dtype)
+        e = np.empty((n, L), dtype=X.dtype)
+        Z = np.empty((n, L), dtype=X.dtype)
+        held = np.zeros((max(p, q), L), dtype=X.dtype)
+        c = np.empty(L, dtype=X.dtype)
+        av = np.zeros(L, dtype=X.dtype)
+        v = np.empty(L)
+        for lo in range(0, m, L):
+            b = min(L, m - lo)
+            if b < L:
+                WT[:, :] = 0.0
+                av[:] = 0.0
+                held[:, :] = 0.0
+            for t in range(b):
+                av[t] = a[lo + t]
+                for k in range(d):
+                    WT[k, t] = W[lo + t, k]
             if p > 0:
-                _unpack(keep, lo, b, held)
-                c[:b] = 0.0
-                e[:, :b] = 0.0
                 for l in range(p):
+                    hl = held[l]
+                    kl = keep[l]
                     for t in range(b):
-                        c[t] += held[l, t]
+                        hl[t] = kl[lo + t]
+                c[:] = 0.0
+                e[:, :] = 0.0
+                for l in range(p):
+                    hl = held[l]
+                    for t in range(L):
+                        c[t] += hl[t]
                     for i in range(n):
                         el = err[l, i]
-                        for t in range(b):
-                            e[i, t] += held[l, t] * el
-                G[:, :b] = 0.0
+                        ei = e[i]
+                        for t in range(L):
+                            ei[t] += hl[t] * el
+                G[:, :] = 0.0
                 for i in range(n):
-                    _preactivate(WT, b, XT, i, z)
-                    for t in range(b):
-                        z[t] = e[i, t] if z[t] > 0.0 else 0.0
+                    zi = Z[i]
+                    zi[:] = 0.0
                     for k in range(d):
                         x = X[i, k]
-                        for t in range(b):
-                            G[k, t] += z[t] * x
-                for t in range(b):
-                    c[t] = step * a[lo + t] / (c[t] if average and c[t] > 1.0 else 1.0)
+                        wk = WT[k]
+                        for t in range(L):
+                            zi[t] += x * wk[t]
+                    ei = e[i]
+                    for t in range(L):
+                        zi[t] = ei[t] if zi[t] > 0.0 else 0.0
+                    for k in range(d):
+                        x = X[i, k]
+                        gk = G[k]
+                        for t in range(L):
+                            gk[t] += zi[t] * x
+                for t in range(L):
+                    c[t] = step * av[t] / (c[t] if average and c[t] > 1.0 else 1.0)
                 for k in range(d):
-                    for t in range(b):
-                        WT[k, t] -= c[t] * G[k, t]
+                    wk = WT[k]
+                    gk = G[k]
+                    for t in range(L):
+                        wk[t] -= c[t] * gk[t]
                 for t in range(b):
                     for k in range(d):
                         W[lo + t, k] = WT[k, t]
             if q > 0:
-                _unpack(nxt, lo, b, held)
-            for i in range(n):
-                _preactivate(WT, b, XT, i, z)
-                for t in range(b):
-                    v[t] = a[lo + t] * (z[t] if z[t] > 0.0 else 0.0)
-                    lanes[0, i, t] += v[t]
                 for j in range(q):
+                    hj = held[j]
+                    nj = nxt[j]
                     for t in range(b):
-                        lanes[1 + j, i, t] += held[j, t] * v[t]
-        return _reduce(lanes)
+                        hj[t] = nj[lo + t]
+            for i in range(n):
+                zi = Z[i]
+                zi[:] = 0.0
+                for k in range(d):
+                    x = X[i, k]
+                    wk = WT[k]
+                    for t in range(L):
+                        zi[t] += x * wk[t]
+                l0 = lanes[0, i]
+                for t in range(L):
+                    zz = zi[t]
+                    v[t] = av[t] * (zz if zz > 0.0 else 0.0)
+                    l0[t] += v[t]
+                for j in range(q):
+                    lj = lanes[1 + j, i]
+                    hj = held[j]
+                    for t in range(L):
+                        lj[t] += hj[t] * v[t]
+        J = 1 + q
+        out = np.zeros((J, n))
+        for j in range(J):
+            for i in range(n):
+                s = lanes[j, i, 0]
+                for t in range(1, L):
+                    s += lanes[j, i, t]
+                out[j, i] = s
+        return out
 
 
 def membership(masks: Sequence[np.ndarray], m: int) -> np.ndarray:
@@ -201,4 +216,4 @@ def fused_round(
     """
     X = np.ascontiguousarray(X, dtype=W.dtype)
     err = np.ascontiguousarray(err, dtype=W.dtype).reshape(len(keep), X.shape[0])
-    return _round(W, a, X, np.ascontiguousarray(X.T), keep, err, W.dtype.type(step), average, nxt)
+    return _round(W, a, X, keep, err, W.dtype.type(step), average, nxt)

@@ -225,12 +225,12 @@ def train(
         raise ValueError(
             "the fused rounds need numba (pip install numba), or MASKVERIFY_NUMBA is 0"
         )
-    pass_args = (X, y, W, a, rngs, loss, diverged, events)
-    params = dict(m=m, xi=xi, p=p, scheme=scheme, eta=eta, scale=scale, root_m=root_m)
+    run = _Rounds(X, y, W, a, rngs, loss, diverged, events, m, xi, p, scheme, eta, scale)
+    run.root_m, run.rounds, run.tau, run.variant = root_m, rounds, tau, variant
     if fused:
-        _fused_passes(*pass_args, rounds=rounds, variant=variant, **params)
+        _fused_passes(run)
     else:
-        _blocked_passes(*pass_args, rounds=rounds, tau=tau, variant=variant, block=block, **params)
+        _blocked_passes(run, block)
     outputs = []
     for r in range(R):
         curve = loss[:, r].copy()
@@ -254,29 +254,41 @@ def train(
     return outputs
 
 
-def _blocked_passes(
-    X: np.ndarray,
-    y: np.ndarray,
-    W: np.ndarray,
-    a: np.ndarray,
-    rngs: Sequence[np.random.Generator],
-    loss: np.ndarray,
-    diverged: np.ndarray,
-    events: _Events,
-    *,
-    m: int,
-    xi: float,
-    p: int,
-    scheme: str,
-    eta: float,
-    scale: float,
-    root_m: np.floating,
-    rounds: int,
-    tau: int,
-    variant: str,
-    block: int | None,
-) -> None:
+@dataclass
+class _Rounds:
+    """What the passes of one call of :func:`train` share: the data, the repetitions'
+    weights (rows ``r m`` to ``(r + 1) m``), generators and logs, and the round's
+    parameters."""
+
+    X: np.ndarray
+    y: np.ndarray
+    W: np.ndarray
+    a: np.ndarray
+    rngs: Sequence[np.random.Generator]
+    loss: np.ndarray
+    diverged: np.ndarray
+    events: _Events
+    m: int
+    xi: float
+    p: int
+    scheme: str
+    eta: float
+    scale: float
+    root_m: np.floating = np.float64(1.0)
+    rounds: int = 0
+    tau: int = 1
+    variant: str = "exact"
+
+    def fields(self) -> tuple:
+        """Every field, in declaration order."""
+        return tuple(vars(self).values())
+
+
+def _blocked_passes(run: _Rounds, block: int | None) -> None:
     """The rounds with the blocked NumPy passes (any tau), filling ``loss`` and ``diverged``."""
+    X, y, W, a, rngs, loss, diverged, events = run.fields()[:8]
+    m, xi, p, scheme, eta, scale, root_m = run.fields()[8:15]
+    rounds, tau, variant = run.rounds, run.tau, run.variant
     R = len(rngs)
     ftype = X.dtype
     n = X.shape[0]
@@ -337,26 +349,7 @@ def _blocked_passes(
             limit = _check_divergence(loss, k - 1, diverged, limit)
 
 
-def _fused_passes(
-    X: np.ndarray,
-    y: np.ndarray,
-    W: np.ndarray,
-    a: np.ndarray,
-    rngs: Sequence[np.random.Generator],
-    loss: np.ndarray,
-    diverged: np.ndarray,
-    events: _Events,
-    *,
-    m: int,
-    xi: float,
-    p: int,
-    scheme: str,
-    eta: float,
-    scale: float,
-    root_m: np.floating,
-    rounds: int,
-    variant: str,
-) -> None:
+def _fused_passes(run: _Rounds) -> None:
     """The rounds (tau = 1) as one fused pass over each repetition's weights per round.
 
     With one local step, every surrogate holding neuron r computes its gradient at the
@@ -367,14 +360,29 @@ def _fused_passes(
     (its errors), so the next round's masks are drawn one round ahead (each repetition's
     draws stay in the reference loop's order).
     """
+    X, y, W, a, rngs, loss, diverged, events = run.fields()[:8]
+    m, xi, p, scheme, eta, scale, root_m = run.fields()[8:15]
+    rounds, variant = run.rounds, run.variant
     R = len(rngs)
     n = X.shape[0]
     ftype = X.dtype
     none = np.zeros((0, m), dtype=np.uint8)
     limit = np.full(R, np.inf)
+    # two sets of membership buffers (this round's, the next round's), reused every round;
+    # Bernoulli masks are the draws of draw_membership (``rng.random((p, m)) < xi``)
+    uniform = np.empty((p, m)) if scheme != "partition" else None
+    buffers = [[np.empty((p, m), dtype=bool) for _ in range(R)] for _ in range(2)]
+    turn = [0]
 
     def draw() -> list[np.ndarray]:
-        return [draw_membership(rng, m, xi, p, scheme) for rng in rngs]
+        if uniform is None:
+            return [draw_membership(rng, m, xi, p, scheme) for rng in rngs]
+        out = buffers[turn[0]]
+        turn[0] ^= 1
+        for rng, buf in zip(rngs, out, strict=True):
+            rng.random(out=uniform)
+            np.less(uniform, xi, out=buf)
+        return [buf.view(np.uint8) for buf in out]
 
     def index_lists(keeps: list[np.ndarray]) -> list[list[np.ndarray]]:
         return [[np.flatnonzero(row) for row in keep] for keep in keeps]
