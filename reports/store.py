@@ -15,20 +15,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from verify.evaluate import BOOKKEEPING
+from verify.result_schema import BOOKKEEPING
 
 VERDICTS_FILE = "verdicts.parquet"
 CASE_FILE = "case.json"
-
-#: Columns of a point file that are not grid parameters, for stores whose case.json does not
-#: declare its parameters: the run's bookkeeping and the masked trainer's outputs.
-KNOWN_COLUMNS = BOOKKEEPING | {
-    "loss",
-    "diverged_round",
-    "lambda_min_H0",
-    "lambda_min_Hend",
-    "max_movement",
-}
 
 #: numeric columns of a verdict row (evidence, in display order)
 FLOAT_COLUMNS = (
@@ -44,7 +34,7 @@ FLOAT_COLUMNS = (
     "predicted_floor",
 )
 _TEXT_COLUMNS = ("case", "bound", "check", "kind", "point_key", "label", "role", "status")
-_TEXT_COLUMNS += ("detail", "quantity", "params_json")
+_TEXT_COLUMNS += ("detail", "quantity", "params_json", "statistic", "parameter", "group", "claim")
 
 
 @dataclass
@@ -104,13 +94,16 @@ def load_case(directory: Path) -> CaseResults:
     meta = json.loads((directory / CASE_FILE).read_text(encoding="utf-8"))
     name = str(meta.get("name") or directory.name)
     points = _read_points(directory, meta)
+    schema = meta.get("schema")
     declared = set(meta.get("base", {})) | set(meta.get("data", {}))
-    if declared:  # the case's own parameters: the trainer's outputs are everything else
+    if schema:  # the declared result schema (verify.result_schema) names the parameters
+        params = [c for c in schema["parameters"] if c in points.columns]
+    elif declared:  # the case's own parameters: the trainer's outputs are everything else
         # (a data key such as ``seed`` may share its name with a bookkeeping column)
         params = [c for c in points.columns if c in declared and c not in BOOKKEEPING]
-    else:
+    else:  # a store without declarations: every non-curve column that is not bookkeeping
         params = [
-            c for c in points.columns if c not in KNOWN_COLUMNS and not _is_array_column(points[c])
+            c for c in points.columns if c not in BOOKKEEPING and not _is_array_column(points[c])
         ]
     verdicts = _read_verdicts(directory / VERDICTS_FILE, name)
     return CaseResults(name, directory, meta, points, verdicts, params)

@@ -117,7 +117,8 @@ def train_small(rngs, **overrides):
     return ns.train(X, y, rngs, **(params | overrides))
 
 
-def test_trainer_converges_logs_and_detects_divergence(rng):
+def test_trainer_converges_and_logs(rng):
+    """Reproducibility and divergence: the trainer contract (tests/test_trainer_contract.py)."""
     out = train_small([rng, rng])
     for o in out:
         assert o.curves["loss"].shape == (101,) == o.curves["kernel_lambda_min"].shape
@@ -126,9 +127,6 @@ def test_trainer_converges_logs_and_detects_divergence(rng):
         assert o.scalars["top_movement"] <= o.scalars["max_movement"]
         assert 0 < o.scalars["worst_decay"] and 0 <= o.scalars["pruned_risk"]
         assert o.scalars["step_margin0"] > 1
-    bad = train_small([rng], eta=400.0)[0]
-    assert bad.scalars["diverged_round"] >= 0
-    assert np.isnan(bad.curves["loss"][int(bad.scalars["diverged_round"]) :]).all()
     with pytest.raises(ValueError, match="variant"):
         train_small([rng], variant="other")
 

@@ -172,7 +172,8 @@ def test_sparse_step_equals_dense_step(n, d, m, coef, seed):
         index.update(W)
 
 
-def test_trainer_logs_converges_and_detects_divergence(rng):
+def test_trainer_logs_and_converges(rng):
+    """Reproducibility and divergence: the trainer contract (tests/test_trainer_contract.py)."""
     X, y = sphere(8, 8, rng)
     (out,) = sr.train(X, y, [rng], m=2048, eta=6.0, steps=120)
     assert out.curves["loss"].shape == (121,) == out.curves["active_count"].shape
@@ -182,19 +183,8 @@ def test_trainer_logs_converges_and_detects_divergence(rng):
     assert s["trajectory_mismatch"] < 1e-10 and s["step_margin0"] > 1
     assert out.curves["touched"][0] == s["touched_max"] < 2048  # the candidates only shrink
     assert np.all(np.diff(out.curves["touched"]) <= 0)
-    (bad,) = sr.train(X, y, [rng], m=2048, eta=500.0, steps=50)
-    assert bad.scalars["diverged_round"] >= 0
-    assert np.isnan(bad.curves["loss"][int(bad.scalars["diverged_round"]) :]).all()
     with pytest.raises(ValueError, match="variant"):
         sr.train(X, y, [rng], m=64, eta=1.0, steps=2, variant="other")
-
-
-def test_trainer_is_reproducible_from_its_generators():
-    X, y = sphere(6, 6, np.random.default_rng(0))
-    first, second = (
-        sr.train(X, y, [np.random.default_rng(5)], m=300, eta=4.0, steps=20) for _ in range(2)
-    )
-    np.testing.assert_array_equal(first[0].curves["loss"], second[0].curves["loss"])
 
 
 # --------------------------------------------------------------------------- the case

@@ -154,3 +154,17 @@ def test_changing_repetitions_or_data_recomputes(tmp_path):
     assert again.trained == 6 and len(frames(again)) == 18
     other_data = load(write_case(tmp_path / "c.toml", TINY.replace("n = 6", "n = 7")))
     assert run_case(other_data, tmp_path / "r", show_progress=False).trained == 6
+
+
+def test_a_fresh_worker_resolves_mutant_trainers():
+    """A process or Dask worker that never imported verify.mutants still finds its trainers."""
+    code = (
+        "from verify.user_trainer import resolve; from verify import trainers; "
+        "assert 'masked_shallow~no_averaging' not in trainers.trainers(); "
+        "print(resolve('masked_shallow~no_averaging').name)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "masked_shallow~no_averaging"

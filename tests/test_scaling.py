@@ -88,6 +88,6 @@ def test_proof_events_are_measured_on_the_stated_sample(global_seed):
     _, (out, *_) = _losses(
         X, y, scaling="paper", eta=0.1, seed=global_seed, rounds=10, monitor_every=3, **kw
     )
-    assert out.scalars["monitor_every"] == 3.0
+    assert out.scalars["monitor_interval"] == 3.0
     assert 0.6 < out.scalars["masked_ntk_min"] / (0.5 * lambda0(X)) < 1.2
     assert 0 < out.scalars["max_movement"] < 1.0

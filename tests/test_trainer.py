@@ -72,25 +72,6 @@ def test_full_gradient_descent_fits_overparameterised_problem(global_seed):
     assert out[0].scalars["diverged_round"] == -1
 
 
-def test_divergence_is_recorded_with_its_round(global_seed):
-    X, y = sphere(8, 4, np.random.default_rng(global_seed))
-    out = train(
-        X,
-        y,
-        m=200,
-        kappa=1.0,
-        eta=50.0,
-        rounds=30,
-        xi=1.0,
-        p=1,
-        tau=1,
-        rngs=[np.random.default_rng(global_seed)],
-    )
-    k = out[0].scalars["diverged_round"]
-    assert k > 0
-    assert np.isnan(out[0].curves["loss"][int(k) :]).all()
-
-
 def test_float32_option_tracks_float64(global_seed):
     X, y = sphere(8, 4, np.random.default_rng(global_seed))
     kw = dict(m=500, kappa=1.0, eta=0.05, rounds=50, xi=0.5, p=2, tau=2)

@@ -84,6 +84,12 @@ def _short_curve(outputs, rngs):
     return outputs
 
 
+def _output_named_like_a_parameter(outputs, rngs):
+    for out in outputs:  # a column clash with the point's parameter 'eta'
+        out.scalars["eta"] = 0.0
+    return outputs
+
+
 @pytest.mark.parametrize(
     "transform, rule",
     [
@@ -91,6 +97,7 @@ def _short_curve(outputs, rngs):
         (_shared_stream, "order_independent"),
         (_forgets_divergence, "divergence"),
         (_short_curve, "outputs"),
+        (_output_named_like_a_parameter, "outputs"),
     ],
 )
 def test_the_contract_catches_a_broken_trainer(transform, rule):

@@ -32,38 +32,8 @@ from .checks.quantities import QUANTITIES
 from .checks.stats import holm
 from .checks.verdict import FAIL, INCONCLUSIVE, PASS, PointData, Verdict
 from .grid import DATA_AXIS, GridPoint, calibration_mask
+from .result_schema import declared_outputs
 from .vacuity import vacuity_rows
-
-#: columns of the result table that describe the run, not its outputs
-BOOKKEEPING = {
-    "case",
-    "point_key",
-    "rep",
-    "seed",
-    "wall_time_s",
-    "code_version",
-    "python",
-    "numpy",
-    "scipy",
-    "pandas",
-    "platform",
-    "machine",
-    "git_commit",
-}
-
-
-def output_columns(rows: pd.DataFrame, params: Mapping[str, Any]) -> tuple[list[str], list[str]]:
-    """The trainer's outputs in a point's rows: list columns are curves, numbers scalars."""
-    curves, scalars = [], []
-    for col in rows.columns:
-        if col in BOOKKEEPING or col in params:
-            continue
-        first = rows[col].iloc[0]
-        if isinstance(first, (list, np.ndarray)):
-            curves.append(col)
-        elif isinstance(first, (int, float, np.number)) and not isinstance(first, bool):
-            scalars.append(col)
-    return curves, scalars
 
 
 @dataclass
@@ -88,15 +58,17 @@ def point_data(
     data_params: Mapping[str, Any],
     per_point: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> list[PointData]:
-    """Assemble per-point arrays from the tidy result table (one row per repetition)."""
+    """Assemble per-point arrays from the tidy result table (one row per repetition), the
+    outputs as the table declares them (:func:`verify.result_schema.declared_outputs`)."""
     out = []
+    declared = declared_outputs(results)
     grid_keys = set(case.trainer.grid_keys) | {DATA_AXIS}
     by_key = {k: g.sort_values("rep") for k, g in results.groupby("point_key")}
     for pt in points:
         rows = by_key[pt.key]
-        curve_cols, scalar_cols = output_columns(rows, {**case.data, **pt.params})
-        curves = {c: np.vstack(rows[c].to_numpy()).astype(float) for c in curve_cols}
-        scalars = {s: rows[s].to_numpy(dtype=float) for s in scalar_cols}
+        present = [c for c in declared.curves if c in rows and rows[c].notna().all()]
+        curves = {c: np.vstack(rows[c].to_numpy()).astype(float) for c in present}
+        scalars = {s: rows[s].to_numpy(dtype=float) for s in declared.scalars if s in rows}
         params = {**(per_point or {}).get(pt.key, data_params), **pt.params}
         measured = (
             (case.trainer.measured_params, np.nanmin),
@@ -152,9 +124,11 @@ def evaluate(
             observe_cfg,
             case.trainer.init_keys,
         )
-        calibration_report[bound_id] = {q: c.describe() for q, c in calibration.items()} | {
-            q: {"error": e} for q, e in errors.items()
-        }
+        sources = observation_sources(case)
+        calibration_report[bound_id] = {
+            q: c.describe() | {"observed_with_settings_of": sources.get(q, "defaults")}
+            for q, c in calibration.items()
+        } | {q: {"error": e} for q, e in errors.items()}
         ctx = Context(
             case.name,
             bound,
@@ -180,15 +154,29 @@ def _in_scope(bound: bounds.Bound, params: Mapping[str, Any]) -> bool:
     return applies(params) if applies else True
 
 
+def observation_sources(case: Case) -> dict[str, str]:
+    """Which of the case's checks sets the observation settings of each quantity (written
+    with the calibration): the first check of the quantity's settings kind
+    (:attr:`Quantity.settings`), else the first floor check, else the defaults; the floor
+    estimate inside every observation uses the floor check's tail settings."""
+    out = {}
+    for quantity, q in QUANTITIES.items():
+        out[quantity] = next(
+            (n for n, c in case.checks.items() if c["kind"] == q.settings),
+            next((n for n, c in case.checks.items() if c["kind"] == "floor"), "defaults"),
+        )
+    return out
+
+
 def _observation_config(case: Case) -> dict[str, dict[str, Any]]:
-    """Observation settings for calibration: those of the case's rate / floor check."""
+    """Observation settings of every quantity, from the checks :func:`observation_sources`
+    names."""
     defaults = {k: s.default for k, s in OBSERVE.items()}
     cfg = {q: dict(defaults) for q in QUANTITIES}
     floor_cfg = next((c for c in case.checks.values() if c["kind"] == "floor"), None)
-    for quantity, q in QUANTITIES.items():
-        check = next((c for c in case.checks.values() if c["kind"] == q.settings), floor_cfg)
-        if check is not None:
-            cfg[quantity] = {k: check[k] for k in OBSERVE}
+    for quantity, source in observation_sources(case).items():
+        if source in case.checks:
+            cfg[quantity] = {k: case.checks[source][k] for k in OBSERVE}
     if floor_cfg is not None:  # every quantity's floor estimate uses the floor check's tail
         for quantity in cfg:
             cfg[quantity]["tail"] = floor_cfg["tail"]

@@ -73,6 +73,7 @@ def run_task(task: Task) -> tuple[str, pd.DataFrame]:
     """Train one point (all repetitions) and return its tidy rows."""
     from bounds.plugins import import_plugin
 
+    from .result_schema import OUTPUTS_KEY, outputs_of
     from .store import environment
     from .user_trainer import resolve
 
@@ -85,6 +86,7 @@ def run_task(task: Task) -> tuple[str, pd.DataFrame]:
     with threadpool_limits(limits=1):
         outputs = trainer.run(task.params, task.X, task.y, rngs, init_rngs)
     elapsed = time.perf_counter() - start
+    declared = outputs_of(outputs)  # raises if repetitions disagree
     env = environment()
     rows = []
     for r, out in enumerate(outputs):
@@ -96,7 +98,9 @@ def run_task(task: Task) -> tuple[str, pd.DataFrame]:
         row["wall_time_s"] = elapsed / len(outputs)
         row.update(env)
         rows.append(row)
-    return task.key, pd.DataFrame(rows)
+    frame = pd.DataFrame(rows)
+    frame.attrs[OUTPUTS_KEY] = declared.to_json()  # pickled with the frame to the client
+    return task.key, frame
 
 
 @dataclass(frozen=True)

@@ -40,8 +40,9 @@ from . import trainers
 from .case import Case
 from .checks.quantities import QUANTITIES
 from .checks.verdict import FAIL, PASS
-from .evaluate import BOOKKEEPING, evaluate
+from .evaluate import evaluate
 from .grid import datasets, expand
+from .result_schema import declared_outputs
 from .runner import run_case
 from .store import read_points
 
@@ -63,9 +64,15 @@ class Mutant:
     #: a named wrong version of an exact bound (``Bound.mutations``): applies to the cases
     #: with such a bound; where it is not caught it is *not testable*, never equivalent
     exact: bool = False
+    #: a wrong form of the prediction (``Bound.form_mutations``): applies to the cases with a
+    #: bound that declares it
+    form: bool = False
 
     def applies(self, case: Case) -> bool:
         if self.trainers and case.trainer.name not in self.trainers:
+            return False
+        declared = {k for b in case.bounds for k in bounds.get(b).form_mutations}
+        if self.form and not set(self.perturb or {}) <= declared:
             return False
         if self.exact and not any(self.name in bounds.get(b).mutations for b in case.bounds):
             return False
@@ -97,7 +104,6 @@ def _trainer_mutant(base: str, name: str, description: str, variant: str, **over
     )
 
 
-MASKED = ("masked_shallow",)
 MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "rate_too_fast",
@@ -121,14 +127,14 @@ MUTANTS: tuple[Mutant, ...] = (
         "wrong_theta",
         "rate uses p*xi (unclipped) instead of 1-(1-xi)^p",
         {"theta": 1.0},
-        trainers=MASKED,
+        form=True,
         needs=("rate", "envelope"),
     ),
     Mutant(
         "missing_sqrt_m",
         "floor without the 1/sqrt(m) output scaling (x sqrt(m) / m0)",
         {"sqrt_m": 1.0},
-        trainers=MASKED,
+        form=True,
         needs=("floor", "envelope"),
     ),
     *(
@@ -398,11 +404,12 @@ def _same_verdicts(truth, mutated) -> bool:
 
 
 def _same_outputs(a: pd.DataFrame, b: pd.DataFrame) -> bool:
-    """Every output of every repetition of every point is the same (bit for bit)."""
+    """Every declared output of every repetition of every point is the same (bit for bit)."""
+    declared = declared_outputs(a)
     a, b = (f.sort_values(["point_key", "rep"]).reset_index(drop=True) for f in (a, b))
     if len(a) != len(b) or list(a.point_key) != list(b.point_key):
         return False
-    columns = [c for c in a.columns if c not in BOOKKEEPING and c in b.columns]
+    columns = [c for c in declared.curves + declared.scalars if c in b.columns]
     return all(
         np.array_equal(np.asarray(x, float), np.asarray(y, float), equal_nan=True)
         for col in columns

@@ -17,6 +17,7 @@ from .evaluate import Evaluation, evaluate
 from .executors import Task, execute
 from .grid import GridPoint, data_rng, datasets, expand, init_entropy
 from .progress import progress_bar
+from .result_schema import BOOKKEEPING, Outputs, ResultSchema, declared_outputs
 from .store import (
     code_version,
     environment,
@@ -105,13 +106,32 @@ def run_case(
 
         execute(tasks, executor, jobs, done)
     results = read_points(directory, [pt.key for pt in points])
+    schema = result_schema(case, points, declared_outputs(results))
     evaluation = evaluate(case, points, results, data_params, perturb, per_point)
     write_table(directory / "verdicts.parquet", evaluation.frame())
     wall = time.perf_counter() - start
     write_json(
-        directory / "case.json", _metadata(case, points, data_params, evaluation, perturb, wall)
+        directory / "case.json",
+        _metadata(case, points, data_params, evaluation, perturb, wall)
+        | {"schema": schema.to_json()},
     )
     return CaseRun(case, directory, evaluation, len(todo), len(points) - len(todo), wall)
+
+
+def result_schema(case: Case, points: list[GridPoint], outputs: Outputs) -> ResultSchema:
+    """The roles of the case's result columns: parameters (data settings, then the points'
+    parameters), grid axes, the trainer's declared outputs, bookkeeping."""
+    names = dict.fromkeys(case.data)
+    for pt in points:
+        names |= dict.fromkeys(pt.params)
+    return ResultSchema(
+        trainer=case.trainer.name,
+        # a data key such as ``seed`` shares its name with a bookkeeping column, which wins
+        parameters=tuple(n for n in names if n not in BOOKKEEPING),
+        grid=tuple(case.grid),
+        curves=outputs.curves,
+        scalars=outputs.scalars,
+    )
 
 
 def _metadata(

@@ -26,6 +26,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import scipy
 
+from .result_schema import OUTPUTS_KEY, SCHEMA_VERSION, Outputs
+
 CODE_FILES = ("verify/trainers", "bounds")
 
 
@@ -111,7 +113,9 @@ def point_path(case_dir: Path, key: str) -> Path:
 
 def fingerprint(task_inputs: dict[str, Any]) -> str:
     """What a stored point must match to be reused: every input of its task and the code."""
-    text = json.dumps(task_inputs, sort_keys=True, default=_jsonable)
+    text = json.dumps(
+        {**task_inputs, "schema_version": SCHEMA_VERSION}, sort_keys=True, default=_jsonable
+    )
     return hashlib.sha256(f"{text}\0{code_version()}".encode()).hexdigest()[:24]
 
 
@@ -132,13 +136,27 @@ def write_point(case_dir: Path, key: str, frame: pd.DataFrame, print_: str) -> N
     meta = dict(table.schema.metadata or {})
     meta[b"code_version"] = code_version().encode()
     meta[b"fingerprint"] = print_.encode()
+    meta[OUTPUTS_KEY.encode()] = json.dumps(frame.attrs[OUTPUTS_KEY]).encode()
     table = table.replace_schema_metadata(meta)
     atomic_write_bytes(point_path(case_dir, key), lambda tmp: pq.write_table(table, tmp))
 
 
 def read_points(case_dir: Path, keys: list[str]) -> pd.DataFrame:
+    """The points' rows; ``attrs["outputs"]``: their merged outputs' declaration (absent when
+    a point file predates the result schema)."""
     frames = [pd.read_parquet(point_path(case_dir, k)) for k in keys]
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    declared = [read_outputs(point_path(case_dir, k)) for k in keys]
+    if declared and all(d is not None for d in declared):
+        table.attrs[OUTPUTS_KEY] = Outputs.merge(declared).to_json()
+    return table
+
+
+def read_outputs(path: Path) -> Outputs | None:
+    """The outputs' declaration stored in a point file's metadata."""
+    meta = pq.read_schema(path).metadata or {}
+    raw = meta.get(OUTPUTS_KEY.encode())
+    return Outputs.from_json(json.loads(raw)) if raw else None
 
 
 def now() -> str:

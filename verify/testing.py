@@ -25,7 +25,8 @@ can report them one by one.  The rules are what the rest of the suite relies on:
   warm-up call), at the given parameters and at the width and data size scaled up by
   :data:`MEMORY_SCALE` (where the arrays dominate);
 * ``outputs``: one output per repetition, the same curve and scalar names for every
-  repetition, every curve one-dimensional with one value per logged round (``horizon + 1``,
+  repetition (the declaration :func:`verify.result_schema.outputs_of` records), no output
+  named like a parameter or a bookkeeping column, every curve one-dimensional with one value per logged round (``horizon + 1``,
   or ``horizon // log_every + 1``), every scalar a number, and every declared
   ``measured_params`` present as a scalar.
 
@@ -42,6 +43,7 @@ from typing import Any
 
 import numpy as np
 
+from .result_schema import SchemaError, outputs_of
 from .trainers import RunOutput, Trainer
 
 __all__ = ["CHECKS", "check_trainer", "tiny_params"]
@@ -243,6 +245,12 @@ def check_outputs(trainer: Trainer, params: Mapping[str, Any]) -> None:
         measured = (*trainer.measured_params, *getattr(trainer, "measured_max", ()))
         missing = [k for k in measured if k not in out.scalars]
         assert not missing, f"repetition {r}: declared measured parameters missing: {missing}"
+    try:  # the declaration the result schema records (verify.result_schema)
+        declared = outputs_of(outputs)
+    except SchemaError as exc:
+        raise AssertionError(f"outputs do not fit the result schema: {exc}") from None
+    clash = sorted(set(declared.curves + declared.scalars) & set(params))
+    assert not clash, f"outputs named like parameters of the point (columns clash): {clash}"
 
 
 CHECKS: dict[str, Callable[[Trainer, Mapping[str, Any]], None]] = {

@@ -43,7 +43,7 @@ import numpy as np
 
 from . import trainers
 from .schema import CaseError
-from .trainers.masked_shallow import DIVERGENCE_FACTOR, RunOutput
+from .trainers.outputs import RunOutput, has_diverged
 
 TrainFunction = Callable[[dict, np.ndarray, np.ndarray, list], Any]
 
@@ -209,8 +209,7 @@ def as_outputs(losses: np.ndarray) -> list[RunOutput]:
         curve = row.astype(float).copy()
         finite = np.isfinite(curve)
         nonfinite = int(np.argmin(finite)) if not finite.all() else -1
-        with np.errstate(invalid="ignore"):
-            bad = ~finite | (curve > DIVERGENCE_FACTOR * max(curve[0], 1e-300))
+        bad = has_diverged(curve, curve[0])
         bad[0] = not finite[0]
         diverged = int(np.argmax(bad)) if bad.any() else -1
         if diverged >= 0:
@@ -255,10 +254,13 @@ def make_trainer(spec: str, base: str = "masked_shallow", tag: int = SEED_TAG) -
 
 
 def resolve(name: str) -> trainers.Trainer:
-    """The registered trainer ``name``; a user trainer is re-created from its name (in a
-    worker process that did not inherit the registration)."""
+    """The registered trainer ``name``; a user trainer is re-created from its name and a
+    mutant trainer (``base~mutant``) registered by :mod:`verify.mutants`, in a worker
+    process that did not inherit the registration."""
     known = trainers.trainers()
-    if name in known or not name.startswith(PREFIX):
+    if name not in known and "~" in name and not name.startswith(PREFIX):
+        import verify.mutants  # noqa: F401  (registers every mutant trainer)
+    if name in trainers.trainers() or not name.startswith(PREFIX):
         return trainers.get(name)
     _, base, tag, spec = name[len(PREFIX) :].split(":", 3)
     return make_trainer(spec, base, int(tag))

@@ -77,20 +77,13 @@ def bound_figures(case: CaseResults) -> list[FigureBlock]:
         ax.set_ylabel("observed (mean over repetitions, 95% CI)")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
-        detail = str(rows["detail"].iloc[0]).split(" (allowed")[0]
+        claim = str(rows["claim"].iloc[0]) or "as stated in the verdict table"
         caption = (
-            f"Claim: {detail}. One marker per grid point, coloured by verdict; dotted: the "
+            f"Claim: {claim}. One marker per grid point, coloured by verdict; dotted: the "
             "largest (or smallest) value the claim allows including its tolerance."
         )
         blocks.append(FigureBlock(title, caption, encode(fig)))
     return blocks
-
-
-def _parse_key(point_key: str) -> tuple[str, str]:
-    """``statistic~parameter|group`` -> (statistic, parameter)."""
-    head = point_key.split("|", 1)[0]
-    statistic, _, parameter = head.partition("~")
-    return statistic, parameter
 
 
 def _group_labels(params: pd.Series) -> list[str]:
@@ -107,7 +100,7 @@ def scaling_figures(case: CaseResults) -> list[FigureBlock]:
     rows_all = v[v["kind"] == "scaling"] if not v.empty else v
     blocks = []
     for check, rows in rows_all.groupby("check", sort=True):
-        statistic, parameter = _parse_key(str(rows["point_key"].iloc[0]))
+        statistic, parameter = (str(rows[c].iloc[0]) for c in ("statistic", "parameter"))
         title = f"{case.name}: {check} — {statistic} vs {parameter}"
         fig = new_figure(10.0, 4.4)
         left, right = fig.subplots(1, 2)

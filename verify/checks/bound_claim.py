@@ -12,7 +12,7 @@ import numpy as np
 from ..schema import Spec
 from . import CheckKind, register
 from .claims import NONNEGATIVE, REDUCERS, RELATIONS, interval, interval_p, prediction, statistic
-from .framework import Context, base_verdict, count_if_known, screened
+from .framework import Context, point_verdicts
 from .stats import t_estimate
 from .verdict import Verdict
 
@@ -30,12 +30,7 @@ def bound_check(ctx: Context, name: str, cfg: Mapping[str, Any]) -> list[Verdict
     """A statistic per repetition against a predicted bound (see the module docstring)."""
     quantity = cfg["quantity"] or cfg["statistic"]
     out = []
-    for pt in ctx.points:
-        v = base_verdict(ctx, name, "bound", pt, quantity)
-        count_if_known(ctx, v, quantity)
-        out.append(v)
-        if screened(ctx, v, pt):
-            continue
+    for pt, v in point_verdicts(ctx, name, "bound", quantity, out, known_counts=True):
         values = statistic(pt, cfg["statistic"], cfg["reduce"])
         pred = prediction(ctx, quantity, pt.params)
         if isinstance(values, str) or isinstance(pred, str):
@@ -48,7 +43,9 @@ def bound_check(ctx: Context, name: str, cfg: Mapping[str, Any]) -> list[Verdict
         v.allowed = high if cfg["relation"] != ">=" else low
         what = f"{cfg['reduce']} of " if cfg["reduce"] else ""
         claim = f"{what}{cfg['statistic']} {cfg['relation']} {quantity}"
-        if cfg["aggregate"] == "every":
+        every = cfg["aggregate"] == "every"
+        v.claim = f"{claim} on every repetition" if every else f"mean {claim}"
+        if every:
             finite = values[np.isfinite(values)]
             bad = [
                 f"rep {r}: {x:.4g}"
@@ -56,14 +53,16 @@ def bound_check(ctx: Context, name: str, cfg: Mapping[str, Any]) -> list[Verdict
                 if not (math.isfinite(x) and low <= x <= high)
             ]
             v.p_value = 0.0 if bad or finite.size == 0 else 1.0
-            v.detail = f"{claim} on every repetition (allowed [{low:.4g}, {high:.4g}]): " + (
+            v.detail = f"{v.claim} (allowed [{low:.4g}, {high:.4g}]): " + (
                 "violated by " + ", ".join(bad[:5]) + (" ..." if len(bad) > 5 else "")
                 if bad
                 else f"holds on all {values.size}, range [{finite.min():.4g}, {finite.max():.4g}]"
             )
         else:
             v.p_value = interval_p(est, low, high)
-            v.detail = f"mean {claim} (allowed [{low:.4g}, {high:.4g}]), t-test over repetitions"
+            v.detail = f"{v.claim} (allowed [{low:.4g}, {high:.4g}]), t-test over repetitions"
+    for v in out:
+        v.statistic = cfg["statistic"]
     return out
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from . import CheckKind, register
-from .framework import Context, base_verdict, mark_vacuous, screened
+from .framework import Context, mark_vacuous, point_verdicts
 from .observations import OBSERVE
 from .predictions import predicted
 from .stats import one_sided_p, t_estimate
@@ -28,11 +28,7 @@ def envelope_check(ctx: Context, name: str, cfg: Mapping[str, Any]) -> list[Verd
     level ``false_alarm / (number of tested points)``.
     """
     out = []
-    for pt in ctx.points:
-        v = base_verdict(ctx, name, "envelope", pt, "envelope")
-        out.append(v)
-        if screened(ctx, v, pt):
-            continue
+    for pt, v in point_verdicts(ctx, name, "envelope", "envelope", out):
         rate = predicted(ctx, "envelope_rate", pt.params)
         floor = predicted(ctx, "floor", pt.params)
         if isinstance(rate, str) or isinstance(floor, str):

@@ -8,7 +8,7 @@ from typing import Any
 
 from . import CheckKind, register
 from .comparisons import log_test
-from .framework import Context, base_verdict, count_if_known, mark_vacuous, screened
+from .framework import Context, mark_vacuous, point_verdicts
 from .observations import OBSERVE, observe_floor, unsettled
 from .predictions import predicted
 from .stats import one_sided_p
@@ -18,12 +18,7 @@ from .verdict import Verdict
 def floor_check(ctx: Context, name: str, cfg: Mapping[str, Any]) -> list[Verdict]:
     """Tail-mean loss within the predicted neighbourhood (one-sided: fail if above)."""
     out = []
-    for pt in ctx.points:
-        v = base_verdict(ctx, name, "floor", pt, "floor")
-        count_if_known(ctx, v, "floor")
-        out.append(v)
-        if screened(ctx, v, pt):
-            continue
+    for pt, v in point_verdicts(ctx, name, "floor", "floor", out, known_counts=True):
         est = observe_floor(pt, cfg)
         pred = predicted(ctx, "floor", pt.params)
         if isinstance(pred, str) or not est.ok:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -81,6 +81,27 @@ def screened(ctx: Context, v: Verdict, pt: PointData) -> bool:
         return True
     return False
 
+def point_verdicts(
+    ctx: Context,
+    name: str,
+    kind: str,
+    quantity: str,
+    out: list[Verdict],
+    known_counts: bool = False,
+) -> Iterator[tuple[PointData, Verdict]]:
+    """One verdict per point of ``ctx`` appended to ``out``; yields the points left to test
+    (not outside the hypotheses, not diverged) with their verdicts.  ``known_counts``: a
+    calibration point is tested too when ``quantity`` is predicted without calibration
+    (:func:`count_if_known`)."""
+    for pt in ctx.points:
+        v = base_verdict(ctx, name, kind, pt, quantity)
+        if known_counts:
+            count_if_known(ctx, v, quantity)
+        out.append(v)
+        if not screened(ctx, v, pt):
+            yield pt, v
+
+
 def group_by_other_params(points: list[PointData], parameter: str) -> dict[str, list[PointData]]:
     """Points having ``parameter``, grouped by the values of their other grid parameters."""
     groups: dict[str, list[PointData]] = defaultdict(list)
@@ -100,8 +121,11 @@ def group_verdict(
     key: str,
     label: str,
     quantity: str,
+    statistic: str = "",
+    group: str = "",
 ) -> Verdict:
-    """An (inconclusive until tested) verdict about a group of points varying ``parameter``."""
+    """An (inconclusive until tested) verdict about a group of points varying ``parameter``
+    (``group``: the other grid parameters' values, in words)."""
     return Verdict(
         case=ctx.case,
         bound=ctx.bound.id,
@@ -113,6 +137,9 @@ def group_verdict(
         role="test",
         status=INCONCLUSIVE,
         quantity=quantity,
+        statistic=statistic,
+        parameter=parameter,
+        group=group,
     )
 
 GRID_KEYS: set[str] = set()

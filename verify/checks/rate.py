@@ -8,7 +8,7 @@ from typing import Any
 
 from . import CheckKind, register
 from .comparisons import log_test, paired_log_test
-from .framework import Context, base_verdict, screened
+from .framework import Context, point_verdicts
 from .observations import OBSERVE, observe_decay, unsettled
 from .predictions import predicted, rep_offsets
 from .verdict import Verdict
@@ -17,11 +17,7 @@ from .verdict import Verdict
 def rate_check(ctx: Context, name: str, cfg: Mapping[str, Any]) -> list[Verdict]:
     """Linear-phase decay at least as fast as predicted (one-sided: fail if slower)."""
     out = []
-    for pt in ctx.points:
-        v = base_verdict(ctx, name, "rate", pt, "rate")
-        out.append(v)
-        if screened(ctx, v, pt):
-            continue
+    for pt, v in point_verdicts(ctx, name, "rate", "rate", out):
         est = observe_decay(pt, cfg)
         pred = predicted(ctx, "rate", pt.params)
         if isinstance(pred, str) or not est.ok or est.value <= 0:

@@ -43,6 +43,8 @@ def scaling_check(ctx: Context, name: str, cfg: Mapping[str, Any]) -> list[Verdi
             f"{cfg['statistic']}~{param}|{label}",
             f"{cfg['statistic']} vs {param}" + (f" at {label}" if label else ""),
             cfg["quantity"],
+            statistic=cfg["statistic"],
+            group=label,
         )
         out.append(v)
         pred = prediction(ctx, cfg["quantity"], first.params)
@@ -66,6 +68,7 @@ def scaling_check(ctx: Context, name: str, cfg: Mapping[str, Any]) -> list[Verdi
         v.observed, v.ci_low, v.ci_high, v.predicted = slope, lo, hi, pred
         v.allowed = high if cfg["relation"] != ">=" else low
         v.p_value = interval_p(Estimate(slope, lo, hi, se, dof, np.zeros(0)), low, high)
+        v.claim = f"slope of log {cfg['statistic']} vs log {param} {cfg['relation']} {pred:.3g}"
         v.detail = (
             f"slope of log {cfg['statistic']} vs log {param} over "
             f"{', '.join(str(pt.params[param]) for pt in members)}: {slope:.3g} "

@@ -44,6 +44,8 @@ def trend_check(ctx: Context, name: str, cfg: Mapping[str, Any]) -> list[Verdict
                 f"{trend.quantity}~{param}|{label}",
                 f"{trend.quantity} {trend.direction} in {param} at {label}",
                 "slope",
+                statistic=trend.quantity,
+                group=label,
             )
             out.append(v)
             members = [pt for pt in group if not unsettled(pt, cfg)]
@@ -63,6 +65,7 @@ def trend_check(ctx: Context, name: str, cfg: Mapping[str, Any]) -> list[Verdict
                 ys += list(np.log(np.maximum(floors, 1e-300)))
             slope, se, dof, (lo, hi) = slope_with_ci(np.array(xs), np.array(ys))
             v.observed, v.ci_low, v.ci_high, v.allowed = slope, lo, hi, 0.0
+            v.claim = f"{trend.quantity} {trend.direction} in {param}"
             v.detail = (
                 f"claim: {trend.direction} in {param} ({trend.note}); slope of log "
                 f"{trend.quantity} vs {'encoded ' if trend.order else 'log '}{param}{note}"

@@ -57,6 +57,14 @@ class Verdict:
     predicted_floor: float = math.nan
     #: the bound never falls below the initial loss over the run: a pass says nothing
     vacuous: bool = False
+    #: the output a claim is about (``bound``, ``scaling``, ``trend``), '' otherwise
+    statistic: str = ""
+    #: the grid parameter a grid-level verdict varies, '' for a per-point verdict
+    parameter: str = ""
+    #: the values of the other grid parameters of a grid-level verdict's group, in words
+    group: str = ""
+    #: the claim tested, in words (e.g. "mean max of loss <= envelope_bound")
+    claim: str = ""
 
     @property
     def slack(self) -> float:

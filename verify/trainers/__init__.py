@@ -26,7 +26,7 @@ import numpy as np
 from bounds.plugins import import_entry_points, import_package
 
 from ..schema import CaseError, Spec
-from .masked_shallow import RunOutput
+from .outputs import RunOutput
 
 __all__ = ["RunOutput", "Trainer", "get", "register", "trainers"]
 

@@ -60,7 +60,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -68,6 +68,7 @@ from bounds.ntk import cosine_matrix, finite_width_gram
 
 from . import fused_kernels
 from .blocked_kernels import Kernels
+from .outputs import RunOutput, divergence_limit
 
 #: the exact algorithm and the broken variants used by mutation testing
 VARIANTS = ("exact", "no_averaging", "no_rescaling")
@@ -89,9 +90,6 @@ RESYNC = 16
 #: blocked passes, so the number of NumPy calls per step does not grow with p and the
 #: repetitions
 BATCH_ROWS = 4096
-
-#: a repetition whose loss exceeds this multiple of its initial loss has diverged
-DIVERGENCE_FACTOR = 1e6
 
 #: output conventions: the authors' code ("inverted") and the paper's text ("paper")
 SCALINGS = ("inverted", "paper")
@@ -119,14 +117,6 @@ def output_scales(keep: float, m: int, scaling: str, variant: str = "exact") -> 
 def monitor_interval(rounds: int, every: int) -> int:
     """Rounds between samples of the proof events (``every = 0``: automatic)."""
     return every if every > 0 else max(1, rounds // MONITOR_SAMPLES)
-
-
-@dataclass
-class RunOutput:
-    """Per-repetition output: curves (one value per round, round 0 included) and scalars."""
-
-    curves: dict[str, np.ndarray]
-    scalars: dict[str, float] = field(default_factory=dict)
 
 
 def init_weights(
@@ -247,7 +237,7 @@ def train(
                     "lambda_min_Hend": _lambda_min(X, W_r) if ok else math.nan,
                     "max_movement": float(movement[r]) if ok else math.nan,
                     "masked_ntk_min": float(ntk_min[r]) if ok and rounds else math.nan,
-                    "monitor_every": float(every),
+                    "monitor_interval": float(every),
                 },
             )
         )
@@ -456,10 +446,11 @@ def _check_divergence(
 ) -> np.ndarray:
     """Mark the repetitions whose loss after round k is not finite or above the limit.
 
-    The limit is :data:`DIVERGENCE_FACTOR` times the initial loss (set at k = 0, returned).
+    The limit is :func:`~verify.trainers.outputs.divergence_limit` of the initial loss (set at
+    k = 0, returned).
     """
     if k == 0:
-        return DIVERGENCE_FACTOR * np.maximum(loss[0], 1e-300)
+        return divergence_limit(loss[0])
     bad = (~np.isfinite(loss[k]) | (loss[k] > limit)) & (diverged < 0)
     diverged[bad] = k
     return limit

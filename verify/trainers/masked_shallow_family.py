@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
-
-import numpy as np
 
 from bounds.ntk import data_params
 
@@ -13,7 +11,8 @@ from ..data import data_schema, make_data
 from ..schema import Spec, positive_float, positive_int, unit_interval
 from . import Trainer, register
 from .blocked_kernels import BLOCK_BYTES
-from .masked_shallow import BATCH_ROWS, SCALINGS, RunOutput, train
+from .masked_shallow import BATCH_ROWS, SCALINGS, train
+from .outputs import grid_run
 
 SCHEMA = {
     "data": data_schema(n=16, d=8, max_n=100_000),
@@ -43,26 +42,13 @@ SCHEMA = {
 }
 
 
-def run(
-    params: Mapping[str, Any],
-    X: np.ndarray,
-    y: np.ndarray,
-    rngs: Sequence[np.random.Generator],
-    init_rngs: Sequence[np.random.Generator] | None = None,
-    variant: str = "exact",
-) -> list[RunOutput]:
-    """Train all repetitions of one point; ``variant`` is for mutation testing only."""
-    keys = ("m", "kappa", "eta", "rounds", "xi", "p", "tau", "scheme", "dtype")
-    optional = {k: params[k] for k in ("scaling", "monitor_every") if k in params}
-    return train(
-        X,
-        y,
-        rngs=rngs,
-        init_rngs=init_rngs,
-        variant=variant,
-        **{k: params[k] for k in keys},
-        **optional,
-    )
+run = grid_run(
+    train,
+    SCHEMA,
+    ("model", "training", "masking"),
+    draws="both",
+    doc="Train all repetitions of one point; ``variant`` is for mutation testing only.",
+)
 
 
 def memory_bytes(params: Mapping[str, Any], reps: int) -> float:

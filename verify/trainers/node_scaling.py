@@ -52,7 +52,7 @@ from ..data import data_schema, sphere
 from ..data import make_data as shared_data
 from ..schema import Spec, positive_float, positive_int, unit_interval
 from . import Trainer, register
-from .masked_shallow import RunOutput
+from .outputs import RunOutput, grid_run, has_diverged
 
 SCHEMA = {
     "data": data_schema(n=16, d=16, max_n=10_000)
@@ -76,7 +76,6 @@ SCHEMA = {
 }
 
 #: a repetition whose loss exceeds this multiple of its initial loss has diverged
-DIVERGENCE_FACTOR = 1e6
 #: losses below this fraction of the initial loss are at rounding level: not used for rates
 RESOLUTION = 1e-20
 #: the variants used by the tests' broken-trainer control
@@ -177,7 +176,7 @@ def train(
                 sym = kernel(X, S, np.full(m, 1.0 / m))
                 sym0 = np.linalg.eigvalsh(sym)[:, 0]
                 margin0 = 2.0 / (eta * eig[:, -1])
-            bad = live & (~np.isfinite(loss[:, k]) | (loss[:, k] > DIVERGENCE_FACTOR * loss[:, 0]))
+            bad = live & has_diverged(loss[:, k], loss[:, 0])
             diverged[bad] = k
             live &= ~bad
             loss[bad, k] = np.nan
@@ -218,31 +217,17 @@ def train(
     return outputs
 
 
-KEYS = (
-    "m",
-    "gamma",
-    "alpha",
-    "init_variance",
-    "top_k",
-    "eta",
-    "steps",
-    "log_every",
-    "prune_fraction",
-)
 
 
-def run(
-    params: Mapping[str, Any],
-    X: np.ndarray,
-    y: np.ndarray,
-    rngs: Sequence[np.random.Generator],
-    init_rngs: Sequence[np.random.Generator] | None = None,
-    variant: str = "exact",
-) -> list[RunOutput]:
-    """Full-batch GD is deterministic given the initialisation: every draw comes from
+run = grid_run(
+    train,
+    SCHEMA,
+    ("model", "training"),
+    draws="init_or_rngs",
+    doc="""Full-batch GD is deterministic given the initialisation: every draw comes from
     ``init_rngs`` (shared by points with equal ``m`` and ``init_variance``, so the gamma
-    values of a width start from the same weights); without them, from ``rngs``."""
-    return train(X, y, init_rngs or rngs, variant=variant, **{k: params[k] for k in KEYS})
+    values of a width start from the same weights); without them, from ``rngs``.""",
+)
 
 
 def memory_bytes(params: Mapping[str, Any], reps: int) -> float:

@@ -48,7 +48,7 @@ from bounds.huang2022 import step_ratio
 
 from ..schema import Spec, positive_float, positive_int, unit_interval
 from . import Trainer, register
-from .masked_shallow import RunOutput
+from .outputs import RunOutput, grid_run
 
 SCHEMA = {
     "data": {
@@ -463,17 +463,12 @@ def train(
     return outputs
 
 
-def run(
-    params: Mapping[str, Any],
-    X: np.ndarray,
-    y: np.ndarray,
-    rngs: Sequence[np.random.Generator],
-    init_rngs: Sequence[np.random.Generator] | None = None,
-    variant: str = "exact",
-) -> list[RunOutput]:
-    """Both methods start from ``W_0 = 0``, so ``init_rngs`` is unused."""
-    keys = ("lam", "steps", "batch", "eta", "c", "eta_proxsgd", "mu", "log_every")
-    return train(X, y, rngs, variant=variant, **{key: params[key] for key in keys})
+run = grid_run(
+    train,
+    SCHEMA,
+    ("model", "training"),
+    doc="Both methods start from ``W_0 = 0``, so ``init_rngs`` is unused.",
+)
 
 
 def memory_bytes(params: Mapping[str, Any], reps: int) -> float:

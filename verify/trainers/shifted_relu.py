@@ -66,7 +66,7 @@ from bounds.qin2023 import (
 from ..data import data_schema, make_data
 from ..schema import Spec, positive_float, positive_int
 from . import Trainer, register
-from .masked_shallow import RunOutput
+from .outputs import RunOutput, grid_run, has_diverged
 
 SCHEMA = {
     "data": data_schema(n=16, d=16, max_n=10_000),
@@ -87,7 +87,6 @@ VARIANTS = ("exact", "drop_active", "decaying_step")
 #: probability that the broken query loses an activated neuron, per returned neuron and step
 DROP_FRACTION = 0.1
 #: a repetition whose loss exceeds this multiple of its initial loss has diverged
-DIVERGENCE_FACTOR = 1e6
 
 
 class ActiveNeuronIndex:
@@ -211,7 +210,7 @@ def train_one(
         loss[t] = 0.5 * float(residual @ residual)
         count[t] = S.sum(axis=0).max()
         touched[t] = rows.size
-        if not math.isfinite(loss[t]) or loss[t] > DIVERGENCE_FACTOR * max(loss[0], 1e-300):
+        if has_diverged(loss[t], loss[0]):
             diverged = t
             break
         full = np.zeros_like(W)
@@ -264,7 +263,6 @@ def _ratio(gap: float, scale: float) -> float:
     return 0.0 if gap == 0 else math.inf
 
 
-KEYS = ("m", "threshold_coef", "eta", "steps", "target_loss")
 
 
 def train(
@@ -307,17 +305,13 @@ def train(
     return outputs
 
 
-def run(
-    params: Mapping[str, Any],
-    X: np.ndarray,
-    y: np.ndarray,
-    rngs: Sequence[np.random.Generator],
-    init_rngs: Sequence[np.random.Generator] | None = None,
-    variant: str = "exact",
-) -> list[RunOutput]:
-    """Every draw comes from the point's own ``rngs`` (independent across widths, so the
-    width scaling fits independent samples); ``init_rngs`` is not used."""
-    return train(X, y, rngs, variant=variant, **{k: params[k] for k in KEYS})
+run = grid_run(
+    train,
+    SCHEMA,
+    ("model", "training"),
+    doc="""Every draw comes from the point's own ``rngs`` (independent across widths, so the
+    width scaling fits independent samples); ``init_rngs`` is not used.""",
+)
 
 
 def memory_bytes(params: Mapping[str, Any], reps: int) -> float:
