@@ -26,8 +26,8 @@ can report them one by one.  The rules are what the rest of the suite relies on:
   :data:`MEMORY_SCALE` (where the arrays dominate);
 * ``outputs``: one output per repetition, the same curve and scalar names for every
   repetition (the declaration :func:`verify.result_schema.outputs_of` records), no output
-  named like a parameter or a bookkeeping column, every curve one-dimensional with one value per logged round (``horizon + 1``,
-  or ``horizon // log_every + 1``), every scalar a number, and every declared
+  named like a parameter or a bookkeeping column, every curve one-dimensional with one value
+  per logged round (``horizon + 1``, or ``horizon // log_every + 1``), every scalar a number, and every declared
   ``measured_params`` present as a scalar.
 
 The parameter set is :func:`tiny_params` unless given: the schema's defaults with the

@@ -26,6 +26,7 @@ BOUND = {
     "atol": NONNEGATIVE,
 }
 
+
 def bound_check(ctx: Context, name: str, cfg: Mapping[str, Any]) -> list[Verdict]:
     """A statistic per repetition against a predicted bound (see the module docstring)."""
     quantity = cfg["quantity"] or cfg["statistic"]

@@ -35,6 +35,7 @@ def paired_log_test(
         f"mean log(observed / predicted) = {own.value:+.3g} +- {own.se:.2g}"
     )
 
+
 def log_test(v: Verdict, est: Estimate, pred: Predicted, alternative: str) -> None:
     """One-sided test of the observation against a prediction on the log scale."""
     v.observed, v.ci_low, v.ci_high = est.value, est.low, est.high

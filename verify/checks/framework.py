@@ -41,6 +41,7 @@ class Context:
     def n_tested(self) -> int:
         return max(1, sum(1 for r in self.roles.values() if r != "calibration"))
 
+
 def base_verdict(ctx: Context, name: str, kind: str, pt: PointData, quantity: str) -> Verdict:
     return Verdict(
         case=ctx.case,
@@ -55,6 +56,7 @@ def base_verdict(ctx: Context, name: str, kind: str, pt: PointData, quantity: st
         quantity=quantity,
     )
 
+
 def count_if_known(ctx: Context, v: Verdict, quantity: str) -> None:
     """Test a calibration point too when ``quantity`` is predicted without calibration.
 
@@ -65,10 +67,12 @@ def count_if_known(ctx: Context, v: Verdict, quantity: str) -> None:
     if v.role == "calibration" and ctx.bound.predict(v.params).get(quantity) is not None:
         v.role = "test"
 
+
 def mark_vacuous(v: Verdict, bound_at_end: float, initial: float) -> None:
     """Flag a verdict whose bound is never below the initial loss over the run (vacuous)."""
     if math.isfinite(bound_at_end) and bound_at_end >= initial:
         v.vacuous = True
+
 
 def screened(ctx: Context, v: Verdict, pt: PointData) -> bool:
     """Settle outside-hypotheses and divergence; True if the verdict is final."""
@@ -80,6 +84,7 @@ def screened(ctx: Context, v: Verdict, pt: PointData) -> bool:
         v.status, v.detail, v.p_value = FAIL, diverged, 0.0
         return True
     return False
+
 
 def point_verdicts(
     ctx: Context,
@@ -112,6 +117,7 @@ def group_by_other_params(points: list[PointData], parameter: str) -> dict[str, 
         groups[" ".join(f"{k}={v}" for k, v in sorted(fixed.items()))].append(pt)
     return dict(sorted(groups.items()))
 
+
 def group_verdict(
     ctx: Context,
     name: str,
@@ -142,7 +148,9 @@ def group_verdict(
         group=group,
     )
 
+
 GRID_KEYS: set[str] = set()
+
 
 def grid_params(pt: PointData) -> dict[str, Any]:
     return {k: v for k, v in pt.params.items() if k in pt.cache.get("grid_keys", GRID_KEYS)}

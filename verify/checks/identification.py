@@ -81,9 +81,7 @@ def degenerate(pt: PointData, cfg: Mapping[str, Any]) -> str:
     return "; ".join(reasons)
 
 
-def screened_or_degenerate(
-    ctx: Context, v: Verdict, pt: PointData, cfg: Mapping[str, Any]
-) -> bool:
+def screened_or_degenerate(ctx: Context, v: Verdict, pt: PointData, cfg: Mapping[str, Any]) -> bool:
     """Outside the bound's preconditions or with a degenerate ``W*``: final, not counted."""
     reasons = list(ctx.violations.get(pt.key, [])) + [r for r in [degenerate(pt, cfg)] if r]
     if reasons:

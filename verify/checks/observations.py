@@ -41,6 +41,7 @@ OBSERVE = {
 #: one-sided level of the test that the tail is still falling (floor not reached)
 DRIFT_LEVEL = 0.05
 
+
 def unsettled(pt: PointData, cfg: Mapping[str, Any]) -> str:
     """Why the tail window has not reached the floor ('' if it has).
 
@@ -75,6 +76,7 @@ def unsettled(pt: PointData, cfg: Mapping[str, Any]) -> str:
                 )
     return pt.cache[key]
 
+
 def observe_floor(pt: PointData, cfg: Mapping[str, Any]) -> Estimate:
     key = ("floor", cfg["curve"], cfg["tail"], cfg["batches"], cfg["max_drift"], cfg["floor_atol"])
     if key not in pt.cache:
@@ -88,10 +90,12 @@ def observe_floor(pt: PointData, cfg: Mapping[str, Any]) -> Estimate:
             pt.cache[key] = t_estimate(batch_means(curves, tail, cfg["batches"]))
     return pt.cache[key]
 
+
 def rep_floors(pt: PointData, cfg: Mapping[str, Any]) -> np.ndarray:
     curves = pt.curves[cfg["curve"]]
     tail = min(cfg["tail"], curves.shape[1] - 1)
     return curves[:, -tail:].mean(axis=1)
+
 
 def fit_decay(curve: np.ndarray, floor: float, fraction: float) -> tuple[float, int]:
     """Per-round log-decay of one curve over its linear phase, and the phase's length.
@@ -112,6 +116,7 @@ def fit_decay(curve: np.ndarray, floor: float, fraction: float) -> tuple[float, 
     k = np.arange(K + 1)
     slope = np.polyfit(k, np.log(np.maximum(excess[: K + 1], 1e-300)), 1)[0]
     return float(-slope), K
+
 
 def observe_decay(pt: PointData, cfg: Mapping[str, Any]) -> Estimate:
     key = (
@@ -141,8 +146,10 @@ def observe_decay(pt: PointData, cfg: Mapping[str, Any]) -> Estimate:
                 pt.cache[key] = t_estimate(decays)
     return pt.cache[key]
 
+
 #: the envelope rate is measured while the loss is above this multiple of its floor
 ENVELOPE_LEVEL = 4.0
+
 
 def observe_envelope_decay(pt: PointData, cfg: Mapping[str, Any]) -> Estimate:
     """Largest per-round log-decay for which ``rho^k L0 + B`` covers the descent.

@@ -22,6 +22,7 @@ class Predicted:
     dof: float
     limit: float  # one-sided Bonferroni prediction limit used by the envelope
 
+
 def predicted(ctx: Context, quantity: str, params: Mapping[str, Any]) -> Predicted | str:
     """Prediction of ``quantity`` at ``params``, or the reason there is none."""
     if quantity in ctx.calibration_errors:
@@ -43,6 +44,7 @@ def predicted(ctx: Context, quantity: str, params: Mapping[str, Any]) -> Predict
     factor = ctx.perturb.get(q.perturb, 1.0)
     factor *= ctx.bound.mutation_factor(ctx.perturb, quantity, params)
     return Predicted(value * factor, log_se, dof, limit * factor)
+
 
 def rep_offsets(
     ctx: Context, quantity: str, cfg: Mapping[str, Any], group: str

@@ -49,7 +49,5 @@ def rate_check(ctx: Context, name: str, cfg: Mapping[str, Any]) -> list[Verdict]
 
 
 register(
-    CheckKind(
-        "rate", "linear-phase contraction at least as fast as predicted", OBSERVE, rate_check
-    )
+    CheckKind("rate", "linear-phase contraction at least as fast as predicted", OBSERVE, rate_check)
 )

@@ -27,7 +27,7 @@ Scalar outputs per repetition:
 * measured hypotheses: ``lambda_min_sym0`` (``lambda_min(H(W(0))) / d`` of the symmetric
   part) and ``step_margin0`` (``2 / (eta lambda_max(Theta_0))``);
 * ``diverged_round``: first logged step whose loss is not finite or above
-  :data:`DIVERGENCE_FACTOR` times the initial loss (``-1`` if none); training stops there.
+  :data:`~verify.trainers.outputs.DIVERGENCE_FACTOR` times the initial loss (``-1`` if none); training stops there.
 
 Data: the shared sphere or file data, or ``kind = "sine"``, the authors' simulation target
 (``juho-lee/asymmetrical_scaling``, ``simulations/sample_data.py``): ``x_i`` uniform on the
@@ -75,7 +75,6 @@ SCHEMA = {
     },
 }
 
-#: a repetition whose loss exceeds this multiple of its initial loss has diverged
 #: losses below this fraction of the initial loss are at rounding level: not used for rates
 RESOLUTION = 1e-20
 #: the variants used by the tests' broken-trainer control
@@ -215,8 +214,6 @@ def train(
             )
         )
     return outputs
-
-
 
 
 run = grid_run(

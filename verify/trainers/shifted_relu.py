@@ -31,7 +31,7 @@ activated fraction at init), ``active_fraction0_max``, ``tail_probability`` (``P
 repetitions, the same in each: the typical kernel the mean decay of the rate check is
 compared with), ``step_margin0`` (``1 / (eta
 lambda_max(H(0)))``), ``max_movement`` and ``diverged_round`` (first step whose loss is not
-finite or above :data:`DIVERGENCE_FACTOR` times the initial loss, -1 if none; training
+finite or above :data:`~verify.trainers.outputs.DIVERGENCE_FACTOR` times the initial loss, -1 if none; training
 stops there and later entries are NaN).
 
 With ``target_loss = eps > 0`` (the paper's iteration bound) a run stops at the first step
@@ -261,8 +261,6 @@ def _ratio(gap: float, scale: float) -> float:
     if scale > 0:
         return gap / scale
     return 0.0 if gap == 0 else math.inf
-
-
 
 
 def train(
