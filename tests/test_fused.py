@@ -12,9 +12,11 @@ import numpy as np
 import pytest
 
 from verify.data import sphere
-from verify.trainers import fused_kernels
+from verify.trainers import fused_kernels, unrolled_kernels
 from verify.trainers.blocked_kernels import Kernels
-from verify.trainers.masked_shallow import draw_masks, init_weights, train
+from verify.trainers.mask_draws import draw_key, index_lists, threshold
+from verify.trainers.masked_shallow import init_weights, train
+from verify.trainers.unrolled_kernels import kernel
 
 from .conftest import ROOT
 from .reference_loop import reference_train
@@ -41,6 +43,13 @@ def _plain_round(X, y, W, a, masks, eta, s, average=True):
     return out
 
 
+def _round_inputs(rng, n, d, m, p, dtype="float64"):
+    X = rng.standard_normal((n, d)).astype(dtype)
+    W, a = init_weights(rng, m, d, 1.0)
+    err = rng.standard_normal((p, n)).astype(dtype)
+    return X, np.ascontiguousarray(W.T.astype(dtype)), a.astype(dtype), err
+
+
 @needs_numba
 @pytest.mark.parametrize("m", [1, 63, 64, 65, 1000])
 def test_fused_round_matches_the_blocked_passes_and_the_plain_round(m, global_seed):
@@ -48,10 +57,9 @@ def test_fused_round_matches_the_blocked_passes_and_the_plain_round(m, global_se
     rng = np.random.default_rng(global_seed)
     X, y = sphere(8, 4, rng)
     W, a = init_weights(rng, m, 4, 1.0)
-    masks = draw_masks(rng, m, 0.6, 3, "bernoulli")
-    nxt = draw_masks(rng, m, 0.6, 3, "bernoulli")
+    key, nkey = draw_key(rng), draw_key(rng)
+    masks, nxt = index_lists(key, m, 3, 0.6), index_lists(nkey, m, 3, 0.6)
     s, eta = 1.0 / (0.6 * math.sqrt(m)), 0.3
-    none = np.zeros((0, m), dtype=np.uint8)
     kernels = Kernels(X, m)
 
     def restricted(idx):
@@ -59,19 +67,16 @@ def test_fused_round_matches_the_blocked_passes_and_the_plain_round(m, global_se
         out[idx] = a[idx]
         return out
 
-    W_f = W.copy()
-    sums = fused_kernels.fused_round(
-        W_f, a, X, none, np.zeros((0, 8)), 0.0, True, fused_kernels.membership(masks, m)
-    )
+    WT = W.T.copy()  # C-contiguous, never a view of W
+    sums = fused_kernels.fused_round(WT, a, X, 0, 0, key, 3, 0.6, np.zeros((0, 8)), 0.0, True)
     blocked = kernels.forward(W, [a] + [restricted(idx) for idx in masks])
     np.testing.assert_allclose(sums, blocked, rtol=1e-10, atol=1e-12 * np.abs(blocked).max())
-    assert np.array_equal(W_f, W)  # no training rows: the weights are untouched
+    assert np.array_equal(WT.T, W)  # no training: the weights are untouched
 
     err = s * sums[1:] - y
-    keep, nkeep = fused_kernels.membership(masks, m), fused_kernels.membership(nxt, m)
-    new = fused_kernels.fused_round(W_f, a, X, keep, err, eta * s, True, nkeep)
+    new = fused_kernels.fused_round(WT, a, X, key, 3, nkey, 3, 0.6, err, eta * s, True)
     expected = _plain_round(X, y, W, a, masks, eta, s)
-    np.testing.assert_allclose(W_f, expected, rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(WT.T, expected, rtol=1e-10, atol=1e-14)
     after = kernels.forward(expected, [a] + [restricted(idx) for idx in nxt])
     np.testing.assert_allclose(new, after, rtol=1e-10, atol=1e-12 * np.abs(after).max())
 
@@ -83,22 +88,99 @@ def test_fused_round_comparison_detects_a_wrong_update(global_seed):
     X, y = sphere(8, 4, rng)
     m = 500
     W, a = init_weights(rng, m, 4, 1.0)
-    masks = draw_masks(rng, m, 0.6, 3, "bernoulli")
+    key = draw_key(rng)
+    masks = index_lists(key, m, 3, 0.6)
     s, eta = 1.0 / (0.6 * math.sqrt(m)), 0.3
-    keep = fused_kernels.membership(masks, m)
-    none = np.zeros((0, m), dtype=np.uint8)
-    sums = fused_kernels.fused_round(W.copy(), a, X, none, np.zeros((0, 8)), 0.0, True, keep)
-    W_f = W.copy()
-    fused_kernels.fused_round(W_f, a, X, keep, s * sums[1:] - y, eta * s, False, none)
+    WT = W.T.copy()  # C-contiguous, never a view of W
+    sums = fused_kernels.fused_round(WT, a, X, 0, 0, key, 3, 0.6, np.zeros((0, 8)), 0.0, True)
+    fused_kernels.fused_round(WT, a, X, key, 3, 0, 0, 0.6, s * sums[1:] - y, eta * s, False)
     expected = _plain_round(X, y, W, a, masks, eta, s)
-    assert not np.allclose(W_f, expected, rtol=1e-6, atol=1e-12)
-    np.testing.assert_allclose(W_f, _plain_round(X, y, W, a, masks, eta, s, average=False))
+    assert not np.allclose(WT.T, expected, rtol=1e-6, atol=1e-12)
+    np.testing.assert_allclose(WT.T, _plain_round(X, y, W, a, masks, eta, s, average=False))
+
+
+@needs_numba
+@pytest.mark.parametrize("n,d,p", [(8, 4, 4), (8, 4, 1), (3, 5, 2), (1, 1, 3)])
+@pytest.mark.parametrize("m", [1, 63, 64, 65, 1000])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_unrolled_kernel_is_the_loops_bit_for_bit(n, d, p, m, dtype, global_seed):
+    """The kernel generated for (n, d, p) returns the loops' weights and sums exactly: a
+    training round feeding the next (p, p), the last round (p, 0), the first forward pass
+    (0, p), with averaged and summed copies."""
+    rng = np.random.default_rng(global_seed)
+    X, WT, a, err = _round_inputs(rng, n, d, m, p, dtype)
+    key, nkey = draw_key(rng), draw_key(rng)
+    T = threshold(0.7)
+    step = WT.dtype.type(0.05)
+    unrolled = kernel(n, d, p)
+    for p_now, q, average in [(p, p, True), (p, 0, True), (0, p, True), (p, p, False)]:
+        full = np.zeros((p, n), dtype=dtype)
+        full[:p_now] = err[:p_now]
+        W1, W2 = WT.copy(), WT.copy()
+        loops = fused_kernels._round(W1, a, X, key, p_now, nkey, q, T, err[:p_now], step, average)
+        fast = unrolled(W2, a, X, key, p_now, nkey, q, T, full, step, average)
+        assert np.array_equal(W1, W2) and np.array_equal(loops, fast), (p_now, q, average)
+        if m > 1:  # a training round moves the weights
+            assert (p_now == 0) == np.array_equal(W1, WT)
+
+
+@needs_numba
+def test_unrolled_comparison_detects_a_changed_sum_order(global_seed):
+    """Negative control: the same kernel with one pre-activation sum reordered is not
+    bit-identical (weights and output sums), though equal to rounding."""
+    n, d, p, m = 3, 3, 2, 1000
+    src = unrolled_kernels.source(n, d, p)
+    first = "z0 = zero + " + " + ".join(f"x0_{k} * w{k}" for k in range(d))
+    reordered = "z0 = zero + " + " + ".join(f"x0_{k} * w{k}" for k in reversed(range(d)))
+    assert src.count(first) == 2  # the gradient's and the forward pass's
+    namespace: dict = {}
+    exec(src.replace(first, reordered).replace("cache=True", "cache=False"), namespace)
+    rng = np.random.default_rng(global_seed)
+    X, WT, a, err = _round_inputs(rng, n, d, m, p)
+    args = (draw_key(rng), p, draw_key(rng), p, threshold(0.9), err, 0.05, True)
+    W1, W2 = WT.copy(), WT.copy()
+    out1 = kernel(n, d, p)(W1, a, X, *args)
+    out2 = namespace["kernel"](W2, a, X, *args)
+    np.testing.assert_allclose(out1, out2, rtol=1e-10)
+    assert not np.array_equal(out1, out2)
+
+
+@needs_numba
+def test_trainer_with_and_without_the_unrolled_kernel_agree(monkeypatch, global_seed):
+    """The unrolled kernel is a speed choice only: the trainer's outputs are bit-identical."""
+    X, y = sphere(8, 4, np.random.default_rng(global_seed))
+    kw = dict(m=700, kappa=1.0, eta=0.2, rounds=12, xi=0.8, p=4, tau=1, monitor_every=5)
+
+    def run():
+        rngs = [np.random.default_rng(global_seed + r) for r in range(2)]
+        return train(X, y, rngs=rngs, fused=True, **kw)
+
+    used = []
+    monkeypatch.setattr(fused_kernels, "use_unrolled", lambda *a: used.append(a) or True)
+    fast = run()
+    monkeypatch.setattr(fused_kernels, "use_unrolled", lambda *a: False)
+    loops = run()
+    assert used == [(8, 4, 4, 700 * 2 * 12)]
+    for f, g in zip(fast, loops, strict=True):
+        assert np.array_equal(f.curves["loss"], g.curves["loss"])
+        assert f.scalars == g.scalars
+
+
+def test_unrolled_kernel_rule(monkeypatch, tmp_path):
+    """Unrolled only within the size limits, and only where it is compiled already or the
+    run is long enough to pay for compiling it."""
+    monkeypatch.setenv("MASKVERIFY_KERNEL_DIR", str(tmp_path))
+    big = fused_kernels.UNROLL_MIN_WORK
+    assert fused_kernels.use_unrolled(2, 2, 7, big)
+    assert not fused_kernels.use_unrolled(2, 2, 7, big - 1)  # nothing compiled in tmp_path
+    assert not fused_kernels.use_unrolled(16, 16, 4, big)  # n d > UNROLL_MAX_ND
+    assert not fused_kernels.use_unrolled(8, 4, fused_kernels.UNROLL_MAX_P + 1, big)
 
 
 @pytest.mark.parametrize("fused", [False, pytest.param(True, marks=needs_numba)])
 @pytest.mark.parametrize(
     "xi,p,scheme",
-    [(0.5, 1, "bernoulli"), (0.3, 3, "bernoulli"), (1.0, 2, "bernoulli"), (0.5, 3, "partition")],
+    [(0.5, 1, "bernoulli"), (0.3, 3, "bernoulli"), (1.0, 2, "bernoulli"), (0.9, 4, "bernoulli")],
 )
 def test_both_paths_match_the_reference_loop(fused, xi, p, scheme, global_seed):
     X, y = sphere(6, 3, np.random.default_rng(global_seed))
@@ -143,6 +225,18 @@ def test_fused_and_blocked_paths_report_the_same_outputs(global_seed):
         assert f.scalars == g.scalars
     for f32, f64 in zip(run(True, "float32"), fused, strict=True):
         np.testing.assert_allclose(f32.curves["loss"], f64.curves["loss"], rtol=1e-3)
+
+
+def test_partitions_match_the_reference_loop(global_seed):
+    X, y = sphere(6, 3, np.random.default_rng(global_seed))
+    kw = dict(m=70, kappa=1.0, eta=0.05, rounds=6, xi=0.5, p=3, tau=1, scheme="partition")
+    seeds = [global_seed + 21, global_seed + 22]
+    out = train(X, y, rngs=[np.random.default_rng(s) for s in seeds], **kw)
+    ref = reference_train(X, y, seeds=seeds, **kw)
+    for o, r in zip(out, ref, strict=True):
+        np.testing.assert_allclose(o.curves["loss"], r, rtol=1e-10, atol=1e-12)
+    with pytest.raises(ValueError, match="Bernoulli"):
+        train(X, y, rngs=[np.random.default_rng(0)], fused=True, **kw)
 
 
 def test_fused_rounds_refuse_several_local_steps():

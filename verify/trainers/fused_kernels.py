@@ -15,7 +15,15 @@ the reference loop's copies up to rounding.  :func:`fused_round` computes this f
 of neurons in cache (their n pre-activations, activity, error sums and gradients), writes
 the new weights and, while they are in cache, accumulates the raw ReLU sums
 ``sum_r a_r relu(w_r . x_i)`` of the full network (the next loss) and of every surrogate of
-the next round (its errors).  The blocked passes stay for ``tau > 1`` and large ``n d``.
+the next round (its errors).  The weights are held transposed, ``(d, m)``, so each
+coordinate of a block is one contiguous stream.  The masks are not read from memory: each
+surrogate's keep decision for neuron r is evaluated in the kernel from the round's key
+(:mod:`verify.trainers.mask_draws`), the same decisions as :func:`~verify.trainers.
+mask_draws.membership`.  Up to :data:`UNROLL_MAX_ND` and :data:`UNROLL_MAX_P` the round
+runs as a kernel generated for the case's (n, d, p) (:mod:`verify.trainers.unrolled_kernels`:
+a neuron's pre-activations, error sums and gradient in registers), the same sums bit for
+bit; beyond, the loops of :func:`_round`.  The blocked passes stay for ``tau > 1``, large
+``n d`` and partitions.
 
 Reduction order is fixed: a pass takes its rows :data:`LANES` at a time (one per vector
 lane, so the loops over rows vectorise without reassociating any sum), row r is added to
@@ -25,160 +33,166 @@ executor, the process or a rerun, and the lanes keep the rounding of a sum over 
 at the level of a sum over 10^4.  Compiled with ``@njit(cache=True, fastmath=False)``:
 no reassociation, so the fixed order is the order.
 
-numba is a runtime dependency (a measured 1.3x-4.5x per round over the blocked passes); where
-it cannot be imported, or with ``MASKVERIFY_NUMBA=0`` in the environment, :data:`AVAILABLE`
-is False and the trainer uses the blocked NumPy passes (tested both ways).
+numba is a runtime dependency (a measured 1.3x-4.5x per round over the blocked passes, and the
+unrolled kernels 1.6x-2.3x the loops at n = 8, d = 4); where it cannot be imported, or with
+``MASKVERIFY_NUMBA=0`` in the environment, :data:`AVAILABLE` is False
+(:mod:`verify.trainers.numba_support`) and the trainer uses the blocked NumPy passes (tested
+both ways).  numba's cache does not track the functions a kernel calls: the unrolled
+kernels' file names carry a hash of their sources; after editing :func:`~verify.trainers.
+mask_draws.mix`, clear the ``__pycache__`` of this module.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Sequence
-
 import numpy as np
+
+from .mask_draws import GAMMA, S11, threshold
+from .numba_support import AVAILABLE, njit
 
 #: rows processed together, one per SIMD lane position: row r of a pass is summed into
 #: lane ``r % LANES``, in row order, and the lanes are added in lane order at the end
 LANES = 64
 
 #: ``n d`` up to which the fused rounds are used.  Measured (tau = 1, p = 4, one thread,
-#: ``benchmarks/test_fused.py``): faster than the blocked passes at every measured point,
+#: ``benchmarks/RESULTS.md``, "Fused one-pass rounds"): faster than the blocked passes at every measured point,
 #: n d = 32 to 1024 (the bench regime), m = 16000 and 10^5, xi = 0.25 and 1 (1.3x to
 #: 4.5x), and at p = 1, xi = 1 (1.0x-1.9x); beyond the measured range the blocked BLAS
 #: passes are kept, and so are they where they update the output incrementally (disjoint
 #: masks, keep < 0.6: 0.4x-0.9x for the fused rounds, which always pass over all m).
 MAX_ND = 1024
 
-try:  # pragma: no cover - exercised by whichever environment runs the tests
-    if os.environ.get("MASKVERIFY_NUMBA", "1") == "0":
-        raise ImportError("disabled by MASKVERIFY_NUMBA=0")
-    from numba import njit
-except ImportError:  # pragma: no cover
-    njit = None
+#: largest ``n d`` and number of surrogates for which a kernel unrolled for the case's n, d
+#: and p is generated (:mod:`verify.trainers.unrolled_kernels`): every pre-activation,
+#: error sum and gradient of a neuron in registers.  Larger sizes use the loops of
+#: :func:`_round` (same sums, same order, same results bit for bit).
+UNROLL_MAX_ND = 128
+UNROLL_MAX_P = 8
 
-#: whether the fused passes can be used (numba importable and not disabled)
-AVAILABLE = njit is not None
+#: neuron-rounds (m x repetitions x rounds) from which a run compiles an unrolled kernel it
+#: does not have yet: compiling one takes 10-40 s (measured: 14 s at n = 8, d = 4, p = 4;
+#: 33 s at 16 x 8, p = 4) and saves about 17 ns per neuron-round (n = 8, d = 4, p = 4,
+#: 35 -> 18 ms per round at m = 10^6), so it pays from about 10^9.  A kernel compiled once is
+#: cached on disk (:mod:`verify.trainers.unrolled_kernels`) and used by every later run.
+#: Either kernel gives the same numbers bit for bit: the choice changes only the speed.
+UNROLL_MIN_WORK = 10**9
 
 
-def use_fused(n: int, d: int) -> bool:
-    """The crossover rule: fused passes when numba is available and ``n d <= MAX_ND``."""
-    return AVAILABLE and n * d <= MAX_ND
+def use_fused(n: int, d: int, scheme: str = "bernoulli") -> bool:
+    """The crossover rule: fused passes for Bernoulli masks when numba is available and
+    ``n d <= MAX_ND``."""
+    return AVAILABLE and scheme == "bernoulli" and n * d <= MAX_ND
 
 
 if njit is not None:
+    from .mask_draws import mix
 
     @njit(cache=True, fastmath=False, error_model="numpy")
-    def _round(W, a, X, keep, err, step, average, nxt):  # pragma: no cover - compiled
-        """One round of tau = 1 in place on ``W``, fused with the next round's forward pass.
+    def _round(WT, a, X, key, p, nkey, q, T, err, step, average):  # pragma: no cover - compiled
+        """One round of tau = 1 in place on the transposed weights ``WT`` (d x m), fused
+        with the next round's forward pass.
 
-        ``keep[l, r]`` (uint8) says whether neuron r is in surrogate l of this round (no
-        training when ``keep`` has no rows), ``err[l]`` is surrogate l's output error at the
-        round's start and ``step = eta s`` (``s`` the surrogates' output scale).  With
-        ``average`` a neuron held by c surrogates moves by the mean of its c copies' steps
-        ``-step a_r sum_i err_li 1[z_ri > 0] x_i``, otherwise by their sum.  Then, at the
-        new weights, returns the raw ReLU sums ``sum_r a_r relu(w_r . x_i)`` of the full
-        network (row 0) and of every surrogate ``nxt[j]`` of the next round (row 1 + j).
+        Surrogate l of this round (``l < p``; no training when ``p = 0``) holds neuron r iff
+        the mask stream of ``key`` keeps (l, r) (:mod:`verify.trainers.mask_draws`: output
+        ``l m + r + 1`` of SplitMix64 seeded with ``key``, 53 bits below ``T``); ``err[l]``
+        is its output error at the round's start and ``step = eta s`` (``s`` the surrogates'
+        output scale).  With ``average`` a neuron held by c surrogates moves by the mean of
+        its c copies' steps ``-step a_r sum_i err_li 1[z_ri > 0] x_i``, otherwise by their
+        sum.  Then, at the new weights, returns the raw ReLU sums ``sum_r a_r relu(w_r . x_i)``
+        of the full network (row 0) and of the q surrogates of the next round (key
+        ``nkey``; row 1 + j).
 
-        Every innermost loop runs over the :data:`LANES` rows of a block (a partial last
-        block is zero-padded: its padded rows have ``a = 0`` and add exact zeros) through
-        one-dimensional views, so that the loops compile to contiguous SIMD loads and
-        stores (indexing the 2-d scratch arrays inside the loop compiled to gathers, 3x
-        slower); every sum keeps its order (sums over coordinates in coordinate order,
-        over rows lane-wise, lanes in lane order).
+        Every innermost loop runs over the (up to) :data:`LANES` neurons of a block, over
+        contiguous rows of ``WT`` and one-dimensional scratch views, so that the loops
+        compile to contiguous SIMD loads and stores; every sum keeps its order (over
+        coordinates in coordinate order, over surrogates in surrogate order, over neurons
+        lane-wise, lanes in lane order), in the weights' precision (lanes in float64).
         """
-        m, d = W.shape
+        d, m = WT.shape
         n = X.shape[0]
-        p = keep.shape[0]
-        q = nxt.shape[0]
         L = LANES
+        zero = np.zeros(1, dtype=X.dtype)[0]
+        one = np.ones(1, dtype=X.dtype)[0]
+        cap = one if average else np.inf * one  # c > cap never holds: the copies are summed
         lanes = np.zeros((1 + q, n, L))
-        WT = np.zeros((d, L), dtype=X.dtype)
         G = np.empty((d, L), dtype=X.dtype)
         e = np.empty((n, L), dtype=X.dtype)
         Z = np.empty((n, L), dtype=X.dtype)
         held = np.zeros((max(p, q), L), dtype=X.dtype)
         c = np.empty(L, dtype=X.dtype)
-        av = np.zeros(L, dtype=X.dtype)
         v = np.empty(L)
         for lo in range(0, m, L):
             b = min(L, m - lo)
-            if b < L:
-                WT[:, :] = 0.0
-                av[:] = 0.0
-                held[:, :] = 0.0
-            for t in range(b):
-                av[t] = a[lo + t]
-                for k in range(d):
-                    WT[k, t] = W[lo + t, k]
+            av = a[lo : lo + b]
             if p > 0:
                 for l in range(p):
                     hl = held[l]
-                    kl = keep[l]
+                    base = key + GAMMA * np.uint64(l * m + lo + 1)
                     for t in range(b):
-                        hl[t] = kl[lo + t]
-                c[:] = 0.0
-                e[:, :] = 0.0
+                        hl[t] = one if (mix(base + GAMMA * np.uint64(t)) >> S11) < T else zero
+                c[:] = zero
+                e[:, :] = zero
                 for l in range(p):
                     hl = held[l]
-                    for t in range(L):
+                    for t in range(b):
                         c[t] += hl[t]
                     for i in range(n):
                         el = err[l, i]
                         ei = e[i]
-                        for t in range(L):
+                        for t in range(b):
                             ei[t] += hl[t] * el
-                G[:, :] = 0.0
+                G[:, :] = zero
                 for i in range(n):
                     zi = Z[i]
-                    zi[:] = 0.0
+                    zi[:] = zero
                     for k in range(d):
                         x = X[i, k]
-                        wk = WT[k]
-                        for t in range(L):
+                        wk = WT[k, lo : lo + b]
+                        for t in range(b):
                             zi[t] += x * wk[t]
                     ei = e[i]
-                    for t in range(L):
-                        zi[t] = ei[t] if zi[t] > 0.0 else 0.0
+                    for t in range(b):
+                        zi[t] = ei[t] if zi[t] > zero else zero
                     for k in range(d):
                         x = X[i, k]
                         gk = G[k]
-                        for t in range(L):
+                        for t in range(b):
                             gk[t] += zi[t] * x
-                for t in range(L):
-                    c[t] = step * av[t] / (c[t] if average and c[t] > 1.0 else 1.0)
-                for k in range(d):
-                    wk = WT[k]
-                    gk = G[k]
-                    for t in range(L):
-                        wk[t] -= c[t] * gk[t]
                 for t in range(b):
-                    for k in range(d):
-                        W[lo + t, k] = WT[k, t]
-            if q > 0:
-                for j in range(q):
-                    hj = held[j]
-                    nj = nxt[j]
+                    c[t] = step * av[t] / (c[t] if c[t] > cap else one)
+                for k in range(d):
+                    wk = WT[k, lo : lo + b]
+                    gk = G[k]
                     for t in range(b):
-                        hj[t] = nj[lo + t]
+                        wk[t] -= c[t] * gk[t]
+            for j in range(q):
+                hj = held[j]
+                base = nkey + GAMMA * np.uint64(j * m + lo + 1)
+                for t in range(b):
+                    hj[t] = one if (mix(base + GAMMA * np.uint64(t)) >> S11) < T else zero
             for i in range(n):
                 zi = Z[i]
-                zi[:] = 0.0
+                zi[:] = zero
                 for k in range(d):
                     x = X[i, k]
-                    wk = WT[k]
-                    for t in range(L):
+                    wk = WT[k, lo : lo + b]
+                    for t in range(b):
                         zi[t] += x * wk[t]
                 l0 = lanes[0, i]
-                for t in range(L):
+                for t in range(b):
                     zz = zi[t]
-                    v[t] = av[t] * (zz if zz > 0.0 else 0.0)
+                    v[t] = av[t] * (zz if zz > zero else zero)
                     l0[t] += v[t]
                 for j in range(q):
                     lj = lanes[1 + j, i]
                     hj = held[j]
-                    for t in range(L):
+                    for t in range(b):
                         lj[t] += hj[t] * v[t]
-        J = 1 + q
+        return lane_totals(lanes)
+
+    @njit(cache=True, fastmath=False)
+    def lane_totals(lanes):  # pragma: no cover - compiled
+        """``lanes[j, i]`` summed over its lanes in lane order: ``(J, n)``."""
+        J, n, L = lanes.shape
         out = np.zeros((J, n))
         for j in range(J):
             for i in range(n):
@@ -189,31 +203,59 @@ if njit is not None:
         return out
 
 
-def membership(masks: Sequence[np.ndarray], m: int) -> np.ndarray:
-    """The index lists of a round's surrogates as a ``(p, m)`` 0/1 (uint8) matrix."""
-    keep = np.zeros((len(masks), m), dtype=np.uint8)
-    for l, idx in enumerate(masks):
-        keep[l, idx] = 1
-    return keep
-
-
 def fused_round(
-    W: np.ndarray,
+    WT: np.ndarray,
     a: np.ndarray,
     X: np.ndarray,
-    keep: np.ndarray,
+    key: np.uint64,
+    p: int,
+    nkey: np.uint64,
+    q: int,
+    xi: float,
     err: np.ndarray,
     step: float,
     average: bool,
-    nxt: np.ndarray,
+    unroll: bool = False,
 ) -> np.ndarray:
-    """One masked round with tau = 1 on ``W`` in place, one pass over the weights.
+    """One masked round with tau = 1 on the transposed weights ``WT`` (d x m, C-contiguous)
+    in place, one pass over the weights.
 
-    See :func:`_round`: ``keep`` are this round's surrogates (``membership``; zero rows for
-    a forward pass only), ``err`` their output errors at the round's start, ``nxt`` the
-    next round's surrogates.  Returns ``(1 + len(nxt), n)`` raw ReLU sums at the new
-    weights, accumulated in float64: the full network's, then the next surrogates'.
+    See :func:`_round`: ``p`` surrogates drawn from ``key`` (``p = 0``: a forward pass
+    only), ``err`` their ``(p, n)`` output errors at the round's start, ``q`` surrogates of
+    the next round drawn from ``nkey``, all with keep probability ``xi``.  Returns
+    ``(1 + q, n)`` raw ReLU sums at the new weights, accumulated in float64: the full
+    network's, then the next surrogates'.  With ``unroll`` (and sizes within
+    :func:`unrolled`) the round runs the kernel generated for (n, d, p): the same sums bit
+    for bit, faster.
     """
-    X = np.ascontiguousarray(X, dtype=W.dtype)
-    err = np.ascontiguousarray(err, dtype=W.dtype).reshape(len(keep), X.shape[0])
-    return _round(W, a, X, keep, err, W.dtype.type(step), average, nxt)
+    n, d = X.shape
+    if WT.shape[0] != d or not WT.flags.c_contiguous:
+        raise ValueError(f"the weights must be a C-contiguous ({d}, m) array, got {WT.shape}")
+    X = np.ascontiguousarray(X, dtype=WT.dtype)
+    err = np.ascontiguousarray(err, dtype=WT.dtype).reshape(p, n)
+    args = (np.uint64(key), p, np.uint64(nkey), q, threshold(xi))
+    tail = (WT.dtype.type(step), average)
+    P = max(p, q)
+    if unroll and unrolled(n, d, P):
+        from .unrolled_kernels import kernel
+
+        full = np.zeros((P, n), dtype=WT.dtype)
+        full[:p] = err
+        return kernel(n, d, P)(WT, a, X, *args, full, *tail)
+    return _round(WT, a, X, *args, err, *tail)
+
+
+def unrolled(n: int, d: int, p: int) -> bool:
+    """Whether a kernel unrolled for this size is generated (:data:`UNROLL_MAX_ND`,
+    :data:`UNROLL_MAX_P`)."""
+    return 0 < p <= UNROLL_MAX_P and n * d <= UNROLL_MAX_ND
+
+
+def use_unrolled(n: int, d: int, p: int, work: int) -> bool:
+    """Whether a run of ``work`` neuron-rounds uses the unrolled kernel: sizes within
+    :func:`unrolled`, and the kernel already compiled or ``work >= UNROLL_MIN_WORK``."""
+    if not unrolled(n, d, p):
+        return False
+    from .unrolled_kernels import compiled
+
+    return work >= UNROLL_MIN_WORK or compiled(n, d, p)

@@ -66,7 +66,7 @@ import numpy as np
 
 from bounds.ntk import cosine_matrix, finite_width_gram
 
-from . import fused_kernels
+from . import fused_kernels, mask_draws
 from .blocked_kernels import Kernels
 from .outputs import RunOutput, divergence_limit
 
@@ -133,19 +133,13 @@ def draw_masks(
 ) -> list[np.ndarray]:
     """Indices of the neurons of each of the p surrogates of one round.
 
-    ``bernoulli``: each neuron kept independently with probability xi in each surrogate.
+    ``bernoulli``: each neuron kept independently with probability xi in each surrogate,
+    from the round's key (one draw of ``rng``; :mod:`~verify.trainers.mask_draws`).
     ``partition``: a uniformly random permutation split into p near-equal groups (IST).
     """
     if scheme == "partition":
         return np.array_split(rng.permutation(m), p)
-    return [np.flatnonzero(row) for row in draw_membership(rng, m, xi, p, scheme)]
-
-
-def draw_membership(rng: np.random.Generator, m: int, xi: float, p: int, scheme: str) -> np.ndarray:
-    """The masks of :func:`draw_masks` (the same draws) as a ``(p, m)`` 0/1 uint8 matrix."""
-    if scheme == "partition":
-        return fused_kernels.membership(draw_masks(rng, m, xi, p, scheme), m)
-    return (rng.random((p, m)) < xi).view(np.uint8)
+    return mask_draws.index_lists(mask_draws.draw_key(rng), m, p, xi)
 
 
 def train(
@@ -208,9 +202,13 @@ def train(
     diverged = np.full(R, -1)
     events = _Events(X, W0, m, every, movement, ntk_min)
     if fused is None:  # measured: the incremental blocked rounds (work ~ xi) beat a full pass
-        fused = tau == 1 and fused_kernels.use_fused(n, d) and not _incremental(p, scheme, keep)
+        fused = (
+            tau == 1 and fused_kernels.use_fused(n, d, scheme) and not _incremental(p, scheme, keep)
+        )
     if fused and tau != 1:
         raise ValueError("the fused rounds train tau = 1 only")
+    if fused and scheme != "bernoulli":
+        raise ValueError("the fused rounds draw Bernoulli masks; partitions use the blocked passes")
     if fused and not fused_kernels.AVAILABLE:
         raise ValueError(
             "the fused rounds need numba (pip install numba), or MASKVERIFY_NUMBA is 0"
@@ -340,15 +338,18 @@ def _blocked_passes(run: _Rounds, block: int | None) -> None:
 
 
 def _fused_passes(run: _Rounds) -> None:
-    """The rounds (tau = 1) as one fused pass over each repetition's weights per round.
+    """The rounds (tau = 1, Bernoulli masks) as one fused pass over each repetition's weights
+    per round.
 
     With one local step, every surrogate holding neuron r computes its gradient at the
     round's starting weight, so the mean of its trained copies moves it by
     ``-(eta s a_r / c_r) sum_i 1[w_r.x_i > 0] x_i sum_{l holds r} err_li`` (c_r the number
     of surrogates holding r): one pass updates every neuron and, at the new weights,
     computes the network's output (the next loss) and the next round's surrogate outputs
-    (its errors), so the next round's masks are drawn one round ahead (each repetition's
-    draws stay in the reference loop's order).
+    (its errors), so the next round's key is drawn one round ahead (each repetition's draws
+    stay in the reference loop's order: one key per round).  The passes run on a transposed
+    ``(d, m)`` copy of each repetition's weights (contiguous per coordinate), written back
+    to ``W`` where the proof events are sampled and at the end.
     """
     X, y, W, a, rngs, loss, diverged, events = run.fields()[:8]
     m, xi, p, scheme, eta, scale, root_m = run.fields()[8:15]
@@ -356,33 +357,26 @@ def _fused_passes(run: _Rounds) -> None:
     R = len(rngs)
     n = X.shape[0]
     ftype = X.dtype
-    none = np.zeros((0, m), dtype=np.uint8)
     limit = np.full(R, np.inf)
-    # two sets of membership buffers (this round's, the next round's), reused every round;
-    # Bernoulli masks are the draws of draw_membership (``rng.random((p, m)) < xi``)
-    uniform = np.empty((p, m)) if scheme != "partition" else None
-    buffers = [[np.empty((p, m), dtype=bool) for _ in range(R)] for _ in range(2)]
-    turn = [0]
-
-    def draw() -> list[np.ndarray]:
-        if uniform is None:
-            return [draw_membership(rng, m, xi, p, scheme) for rng in rngs]
-        out = buffers[turn[0]]
-        turn[0] ^= 1
-        for rng, buf in zip(rngs, out, strict=True):
-            rng.random(out=uniform)
-            np.less(uniform, xi, out=buf)
-        return [buf.view(np.uint8) for buf in out]
-
-    def index_lists(keeps: list[np.ndarray]) -> list[list[np.ndarray]]:
-        return [[np.flatnonzero(row) for row in keep] for keep in keeps]
-
-    keeps = draw() if rounds else [none] * R
     rows = [slice(r * m, (r + 1) * m) for r in range(R)]
-    no_err = np.zeros((0, n))
+    WT = [W[s].T.copy() for s in rows]  # C-contiguous copies (never views of W)
+    coefs = [a[s] for s in rows]
+
+    def draw(training: bool) -> list[np.uint64]:
+        return [mask_draws.draw_key(rng) for rng in rngs] if training else [np.uint64(0)] * R
+
+    def write_back(live: Sequence[int]) -> None:
+        for r in live:
+            W[rows[r]] = WT[r].T
+
+    unroll = fused_kernels.use_unrolled(n, X.shape[1], p, m * R * rounds)
+    keys = draw(rounds > 0)
+    q = p if rounds else 0
     sums = [
-        fused_kernels.fused_round(W[s], a[s], X, none, no_err, 0.0, True, kp)
-        for s, kp in zip(rows, keeps, strict=True)
+        fused_kernels.fused_round(
+            WT[r], coefs[r], X, 0, 0, keys[r], q, xi, np.zeros((0, n)), 0.0, True, unroll
+        )
+        for r in range(R)
     ]
     average = variant != "no_averaging"
     with np.errstate(over="ignore", invalid="ignore"):
@@ -391,19 +385,34 @@ def _fused_passes(run: _Rounds) -> None:
             training = k <= rounds
             live = [r for r in range(R) if diverged[r] < 0]
             if events.due(k - 1, training):
-                events.sample(k - 1, W, live, index_lists(keeps) if training else [])
+                write_back(live)
+                masks = [mask_draws.index_lists(key, m, p, xi) for key in keys] if training else []
+                events.sample(k - 1, W, live, masks)
             for r in live:
                 res = (sums[r][0] * root_m).astype(ftype) - y
                 loss[k - 1, r] = float(res @ res)
             if training:
-                nxt = draw() if k < rounds else [none] * R
+                nxt = draw(k < rounds)
+                q = p if k < rounds else 0
                 for r in live:
                     err = (scale * sums[r][1:]).astype(ftype) - y
                     sums[r] = fused_kernels.fused_round(
-                        W[rows[r]], a[rows[r]], X, keeps[r], err, eta * scale, average, nxt[r]
+                        WT[r],
+                        coefs[r],
+                        X,
+                        keys[r],
+                        p,
+                        nxt[r],
+                        q,
+                        xi,
+                        err,
+                        eta * scale,
+                        average,
+                        unroll,
                     )
-                keeps = nxt
+                keys = nxt
             limit = _check_divergence(loss, k - 1, diverged, limit)
+    write_back(range(R))
 
 
 class _Events:
