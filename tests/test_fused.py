@@ -104,24 +104,34 @@ def test_fused_round_comparison_detects_a_wrong_update(global_seed):
 @pytest.mark.parametrize("m", [1, 63, 64, 65, 1000])
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_unrolled_kernel_is_the_loops_bit_for_bit(n, d, p, m, dtype, global_seed):
-    """The kernel generated for (n, d, p) returns the loops' weights and sums exactly: a
-    training round feeding the next (p, p), the last round (p, 0), the first forward pass
-    (0, p), with averaged and summed copies."""
+    """The kernel generated for (n, d, p) returns the loops' weights and sums exactly over a
+    sequence of calls on the same weights and activity words: the first forward pass (0, p),
+    training rounds feeding the next (p, p) with averaged and summed copies, the last round
+    (p, 0), and a forward pass after it."""
     rng = np.random.default_rng(global_seed)
     X, WT, a, err = _round_inputs(rng, n, d, m, p, dtype)
-    key, nkey = draw_key(rng), draw_key(rng)
     T = threshold(0.7)
     step = WT.dtype.type(0.05)
     unrolled = kernel(n, d, p)
-    for p_now, q, average in [(p, p, True), (p, 0, True), (0, p, True), (p, p, False)]:
+    act = np.zeros(m, dtype=unrolled_kernels.activity_dtype(n))
+    W1, W2 = WT.copy(), WT.copy()
+    calls = [(0, p, True), (p, p, True), (p, p, False), (p, 0, True), (0, p, True)]
+    for p_now, q, average in calls:
+        key, nkey = draw_key(rng), draw_key(rng)
         full = np.zeros((p, n), dtype=dtype)
         full[:p_now] = err[:p_now]
-        W1, W2 = WT.copy(), WT.copy()
+        before = W1.copy()
         loops = fused_kernels._round(W1, a, X, key, p_now, nkey, q, T, err[:p_now], step, average)
-        fast = unrolled(W2, a, X, key, p_now, nkey, q, T, full, step, average)
+        fast = unrolled(W2, a, X, key, p_now, nkey, q, T, full, step, average, act)
         assert np.array_equal(W1, W2) and np.array_equal(loops, fast), (p_now, q, average)
         if m > 1:  # a training round moves the weights
-            assert (p_now == 0) == np.array_equal(W1, WT)
+            assert (p_now == 0) == np.array_equal(W1, before)
+
+
+def test_unrolled_kernel_needs_the_activity_words():
+    X, WT, a, err = _round_inputs(np.random.default_rng(0), 8, 4, 50, 2)
+    with pytest.raises(ValueError, match="activity"):
+        fused_kernels.fused_round(WT, a, X, 1, 2, 2, 2, 0.5, err, 0.1, True, True)
 
 
 @needs_numba
@@ -132,15 +142,16 @@ def test_unrolled_comparison_detects_a_changed_sum_order(global_seed):
     src = unrolled_kernels.source(n, d, p)
     first = "z0 = zero + " + " + ".join(f"x0_{k} * w{k}" for k in range(d))
     reordered = "z0 = zero + " + " + ".join(f"x0_{k} * w{k}" for k in reversed(range(d)))
-    assert src.count(first) == 2  # the gradient's and the forward pass's
+    assert src.count(first) == 1  # the forward pass's
     namespace: dict = {}
     exec(src.replace(first, reordered).replace("cache=True", "cache=False"), namespace)
     rng = np.random.default_rng(global_seed)
     X, WT, a, err = _round_inputs(rng, n, d, m, p)
-    args = (draw_key(rng), p, draw_key(rng), p, threshold(0.9), err, 0.05, True)
+    args = (draw_key(rng), 0, draw_key(rng), p, threshold(0.9), err, 0.05, True)
     W1, W2 = WT.copy(), WT.copy()
-    out1 = kernel(n, d, p)(W1, a, X, *args)
-    out2 = namespace["kernel"](W2, a, X, *args)
+    act1, act2 = (np.zeros(m, dtype=np.uint8) for _ in range(2))
+    out1 = kernel(n, d, p)(W1, a, X, *args, act1)
+    out2 = namespace["kernel"](W2, a, X, *args, act2)
     np.testing.assert_allclose(out1, out2, rtol=1e-10)
     assert not np.array_equal(out1, out2)
 

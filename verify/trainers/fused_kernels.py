@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import unrolled_kernels
 from .mask_draws import GAMMA, S11, threshold
 from .numba_support import AVAILABLE, njit
 
@@ -61,8 +62,8 @@ LANES = 64
 #: masks, keep < 0.6: 0.4x-0.9x for the fused rounds, which always pass over all m).
 MAX_ND = 1024
 
-#: largest ``n d`` and number of surrogates for which a kernel unrolled for the case's n, d
-#: and p is generated (:mod:`verify.trainers.unrolled_kernels`): every pre-activation,
+#: largest ``n d`` and number of surrogates (and n <= 64) for which a kernel unrolled for the
+#: case's n, d and p is generated (:mod:`verify.trainers.unrolled_kernels`): every pre-activation,
 #: error sum and gradient of a neuron in registers.  Larger sizes use the loops of
 #: :func:`_round` (same sums, same order, same results bit for bit).
 UNROLL_MAX_ND = 128
@@ -216,6 +217,7 @@ def fused_round(
     step: float,
     average: bool,
     unroll: bool = False,
+    activity: np.ndarray | None = None,
 ) -> np.ndarray:
     """One masked round with tau = 1 on the transposed weights ``WT`` (d x m, C-contiguous)
     in place, one pass over the weights.
@@ -226,7 +228,11 @@ def fused_round(
     ``(1 + q, n)`` raw ReLU sums at the new weights, accumulated in float64: the full
     network's, then the next surrogates'.  With ``unroll`` (and sizes within
     :func:`unrolled`) the round runs the kernel generated for (n, d, p): the same sums bit
-    for bit, faster.
+    for bit, faster.  It needs ``activity``, one word per neuron
+    (:func:`~verify.trainers.unrolled_kernels.activity_dtype`) that every call rewrites with
+    the signs of the pre-activations at the new weights and the next call reads instead of
+    recomputing them: pass the same array with the same weights every call, starting with a
+    forward pass (``p = 0``).
     """
     n, d = X.shape
     if WT.shape[0] != d or not WT.flags.c_contiguous:
@@ -237,18 +243,22 @@ def fused_round(
     tail = (WT.dtype.type(step), average)
     P = max(p, q)
     if unroll and unrolled(n, d, P):
-        from .unrolled_kernels import kernel
-
+        if (
+            activity is None
+            or activity.shape != (WT.shape[1],)
+            or activity.dtype != unrolled_kernels.activity_dtype(n)
+        ):
+            raise ValueError("the unrolled kernel needs the activity words of the previous call")
         full = np.zeros((P, n), dtype=WT.dtype)
         full[:p] = err
-        return kernel(n, d, P)(WT, a, X, *args, full, *tail)
+        return unrolled_kernels.kernel(n, d, P)(WT, a, X, *args, full, *tail, activity)
     return _round(WT, a, X, *args, err, *tail)
 
 
 def unrolled(n: int, d: int, p: int) -> bool:
     """Whether a kernel unrolled for this size is generated (:data:`UNROLL_MAX_ND`,
     :data:`UNROLL_MAX_P`)."""
-    return 0 < p <= UNROLL_MAX_P and n * d <= UNROLL_MAX_ND
+    return 0 < p <= UNROLL_MAX_P and n * d <= UNROLL_MAX_ND and n <= 64
 
 
 def use_unrolled(n: int, d: int, p: int, work: int) -> bool:
@@ -256,6 +266,4 @@ def use_unrolled(n: int, d: int, p: int, work: int) -> bool:
     :func:`unrolled`, and the kernel already compiled or ``work >= UNROLL_MIN_WORK``."""
     if not unrolled(n, d, p):
         return False
-    from .unrolled_kernels import compiled
-
-    return work >= UNROLL_MIN_WORK or compiled(n, d, p)
+    return work >= UNROLL_MIN_WORK or unrolled_kernels.compiled(n, d, p)

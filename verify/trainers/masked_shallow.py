@@ -66,7 +66,7 @@ import numpy as np
 
 from bounds.ntk import cosine_matrix, finite_width_gram
 
-from . import fused_kernels, mask_draws
+from . import fused_kernels, mask_draws, unrolled_kernels
 from .blocked_kernels import Kernels
 from .outputs import RunOutput, divergence_limit
 
@@ -370,14 +370,16 @@ def _fused_passes(run: _Rounds) -> None:
             W[rows[r]] = WT[r].T
 
     unroll = fused_kernels.use_unrolled(n, X.shape[1], p, m * R * rounds)
+    acts = [np.zeros(m, unrolled_kernels.activity_dtype(n)) if unroll else None for _ in rows]
     keys = draw(rounds > 0)
     q = p if rounds else 0
-    sums = [
-        fused_kernels.fused_round(
-            WT[r], coefs[r], X, 0, 0, keys[r], q, xi, np.zeros((0, n)), 0.0, True, unroll
+
+    def fused(r: int, key, p_now: int, nkey, q: int, err: np.ndarray, step: float, average: bool):
+        return fused_kernels.fused_round(
+            WT[r], coefs[r], X, key, p_now, nkey, q, xi, err, step, average, unroll, acts[r]
         )
-        for r in range(R)
-    ]
+
+    sums = [fused(r, 0, 0, keys[r], q, np.zeros((0, n)), 0.0, True) for r in range(R)]
     average = variant != "no_averaging"
     with np.errstate(over="ignore", invalid="ignore"):
         # pass k logs the loss after round k - 1 and trains round k (the last pass only logs)
@@ -396,20 +398,7 @@ def _fused_passes(run: _Rounds) -> None:
                 q = p if k < rounds else 0
                 for r in live:
                     err = (scale * sums[r][1:]).astype(ftype) - y
-                    sums[r] = fused_kernels.fused_round(
-                        WT[r],
-                        coefs[r],
-                        X,
-                        keys[r],
-                        p,
-                        nxt[r],
-                        q,
-                        xi,
-                        err,
-                        eta * scale,
-                        average,
-                        unroll,
-                    )
+                    sums[r] = fused(r, keys[r], p, nxt[r], q, err, eta * scale, average)
                 keys = nxt
             limit = _check_divergence(loss, k - 1, diverged, limit)
     write_back(range(R))

@@ -8,7 +8,9 @@ traffic, not the weights' stream from memory, sets the round's cost.  This modul
 the same round as Python source with the loops over i, k and l unrolled (a neuron's n
 pre-activations, d weights and gradient coordinates, p holders and n error sums are local
 scalars) and one loop over the block's neurons, which numba/LLVM vectorises across neurons:
-one SIMD lane per neuron, all of a neuron's work in registers.
+one SIMD lane per neuron, all of a neuron's work in registers.  The signs of a neuron's
+pre-activations at the round's start are those of the previous call's forward pass at the same
+weights, so they are kept as n bits per neuron (:func:`activity_dtype`) instead of recomputed.
 
 The generated sums are the loops' sums in the loops' order (each starts from a typed zero,
 then adds its terms in coordinate / surrogate / data-point order), so the unrolled kernel
@@ -32,6 +34,8 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+
 from . import mask_draws
 
 #: the generated module's header: what the kernel's source refers to
@@ -44,7 +48,7 @@ from verify.trainers.mask_draws import GAMMA, S11, mix
 
 
 @njit(cache=True, fastmath=False, error_model="numpy")
-def kernel(WT, a, X, key, p, nkey, q, T, err, step, average):
+def kernel(WT, a, X, key, p, nkey, q, T, err, step, average, act):
     m = WT.shape[1]
     L = LANES
     zero = np.zeros(1, dtype=X.dtype)[0]
@@ -63,10 +67,13 @@ def _sum(terms: list[str]) -> str:
 def source(n: int, d: int, p: int) -> str:
     """The Python source of the round unrolled for n data points, d coordinates, p surrogates.
 
-    ``kernel(WT, a, X, key, p, nkey, q, T, err, step, average)`` has the signature of
+    ``kernel(WT, a, X, key, p, nkey, q, T, err, step, average, act)`` has the signature of
     :func:`~verify.trainers.fused_kernels._round` with this round's ``p`` and the next
-    round's ``q`` each 0 or the generated p, and ``err`` of shape ``(p, n)`` (zeros when
-    this round does not train).  Per block of L = :data:`~verify.trainers.fused_kernels.LANES`
+    round's ``q`` each 0 or the generated p, ``err`` of shape ``(p, n)`` (zeros when this
+    round does not train), and ``act``: one word per neuron whose bit i says
+    ``w_r . x_i > 0``, written by every call's forward pass at the new weights and read by
+    the next call's gradient instead of recomputing the n pre-activations (the same
+    comparisons of the same sums, so the same results).  Per block of L = :data:`~verify.trainers.fused_kernels.LANES`
     neurons: the block's weights are copied into a flat scratch vector, then four loops over
     the block, each short enough for the processor to overlap its iterations (this round's
     holders, error sums and step coefficients; the gradient at the round's start and the
@@ -125,9 +132,9 @@ def source(n: int, d: int, p: int) -> str:
     emit(4, "cf[t] = step * ab[t] / (c if c > cap else one)")
     emit(3, "for t in range(b):  # the gradient at the round's start and the averaged step")
     weights(4)
-    for i in I:
-        emit(4, f"z{i} = {z(i)}")
-        emit(4, f"s{i} = su{i}[t] if z{i} > zero else zero")
+    emit(4, "bits = act[lo + t]")
+    for i in I:  # z_i > 0 as found by the previous call's forward pass at these weights
+        emit(4, f"s{i} = su{i}[t] if (bits >> np.uint64({i})) & np.uint64(1) else zero")
     emit(4, "f = cf[t]")
     for k in K:
         emit(4, f"w{k}s[t] = w{k} - f * (" + _sum([f"s{i} * x{i}_{k}" for i in I]) + ")")
@@ -141,6 +148,13 @@ def source(n: int, d: int, p: int) -> str:
         emit(3, f"v{i} = ar * (z{i} if z{i} > zero else zero)")
         emit(3, f"lane0_{i}[t] += v{i}")
         emit(3, f"v{i}s[t] = v{i}")
+    emit(
+        3,
+        "act[lo + t] = "
+        + " | ".join(
+            f"(np.uint64(1) << np.uint64({i}) if z{i} > zero else np.uint64(0))" for i in I
+        ),
+    )
     emit(2, "if q > 0:")
     for j in P:
         emit(3, f"nbase{j} = nkey + GAMMA * np.uint64({j} * m + lo + 1)")
@@ -153,6 +167,14 @@ def source(n: int, d: int, p: int) -> str:
             emit(4, f"lane{1 + j}_{i}[t] += v{i} if h{j} else zero")
     emit(1, f"return lane_totals(F[{n * L}:].reshape(({1 + p}, {n}, L))[: 1 + q])")
     return "".join(out)
+
+
+def activity_dtype(n: int) -> np.dtype:
+    """The unsigned integer type whose bits hold a neuron's activity on n points (n <= 64)."""
+    for dtype in (np.uint8, np.uint16, np.uint32, np.uint64):
+        if n <= 8 * np.dtype(dtype).itemsize:
+            return np.dtype(dtype)
+    raise ValueError(f"an unrolled kernel holds the activity of at most 64 points, got n = {n}")
 
 
 def _fingerprint() -> str:
