@@ -102,9 +102,10 @@ if njit is not None:
         of the full network (row 0) and of the q surrogates of the next round (key
         ``nkey``; row 1 + j).
 
-        Every innermost loop runs over the (up to) :data:`LANES` neurons of a block, over
-        contiguous rows of ``WT`` and one-dimensional scratch views, so that the loops
-        compile to contiguous SIMD loads and stores; every sum keeps its order (over
+        Every innermost loop runs over the :data:`LANES` neurons of a block copied from
+        ``WT`` into one-dimensional scratch rows (a partial last block zero-padded: its padded
+        rows have ``a = 0``, are held by no surrogate and add exact zeros), so that the loops
+        compile to contiguous SIMD loads and stores with a constant trip count; every sum keeps its order (over
         coordinates in coordinate order, over surrogates in surrogate order, over neurons
         lane-wise, lanes in lane order), in the weights' precision (lanes in float64).
         """
@@ -115,15 +116,23 @@ if njit is not None:
         one = np.ones(1, dtype=X.dtype)[0]
         cap = one if average else np.inf * one  # c > cap never holds: the copies are summed
         lanes = np.zeros((1 + q, n, L))
+        WB = np.zeros((d, L), dtype=X.dtype)  # the block's weights, zero-padded
         G = np.empty((d, L), dtype=X.dtype)
         e = np.empty((n, L), dtype=X.dtype)
         Z = np.empty((n, L), dtype=X.dtype)
         held = np.zeros((max(p, q), L), dtype=X.dtype)
         c = np.empty(L, dtype=X.dtype)
+        av = np.zeros(L, dtype=X.dtype)
         v = np.empty(L)
         for lo in range(0, m, L):
             b = min(L, m - lo)
-            av = a[lo : lo + b]
+            if b < L:
+                WB[:, :] = zero
+                av[:] = zero
+                held[:, :] = zero
+            av[:b] = a[lo : lo + b]
+            for k in range(d):
+                WB[k, :b] = WT[k, lo : lo + b]
             if p > 0:
                 for l in range(p):
                     hl = held[l]
@@ -134,12 +143,12 @@ if njit is not None:
                 e[:, :] = zero
                 for l in range(p):
                     hl = held[l]
-                    for t in range(b):
+                    for t in range(L):
                         c[t] += hl[t]
                     for i in range(n):
                         el = err[l, i]
                         ei = e[i]
-                        for t in range(b):
+                        for t in range(L):
                             ei[t] += hl[t] * el
                 G[:, :] = zero
                 for i in range(n):
@@ -147,24 +156,25 @@ if njit is not None:
                     zi[:] = zero
                     for k in range(d):
                         x = X[i, k]
-                        wk = WT[k, lo : lo + b]
-                        for t in range(b):
+                        wk = WB[k]
+                        for t in range(L):
                             zi[t] += x * wk[t]
                     ei = e[i]
-                    for t in range(b):
+                    for t in range(L):
                         zi[t] = ei[t] if zi[t] > zero else zero
                     for k in range(d):
                         x = X[i, k]
                         gk = G[k]
-                        for t in range(b):
+                        for t in range(L):
                             gk[t] += zi[t] * x
-                for t in range(b):
+                for t in range(L):
                     c[t] = step * av[t] / (c[t] if c[t] > cap else one)
                 for k in range(d):
-                    wk = WT[k, lo : lo + b]
+                    wk = WB[k]
                     gk = G[k]
-                    for t in range(b):
+                    for t in range(L):
                         wk[t] -= c[t] * gk[t]
+                    WT[k, lo : lo + b] = WB[k, :b]
             for j in range(q):
                 hj = held[j]
                 base = nkey + GAMMA * np.uint64(j * m + lo + 1)
@@ -175,18 +185,18 @@ if njit is not None:
                 zi[:] = zero
                 for k in range(d):
                     x = X[i, k]
-                    wk = WT[k, lo : lo + b]
-                    for t in range(b):
+                    wk = WB[k]
+                    for t in range(L):
                         zi[t] += x * wk[t]
                 l0 = lanes[0, i]
-                for t in range(b):
+                for t in range(L):
                     zz = zi[t]
                     v[t] = av[t] * (zz if zz > zero else zero)
                     l0[t] += v[t]
                 for j in range(q):
                     lj = lanes[1 + j, i]
                     hj = held[j]
-                    for t in range(b):
+                    for t in range(L):
                         lj[t] += hj[t] * v[t]
         return lane_totals(lanes)
 
