@@ -73,15 +73,17 @@ def source(n: int, d: int, p: int) -> str:
     round does not train), and ``act``: one word per neuron whose bit i says
     ``w_r . x_i > 0``, written by every call's forward pass at the new weights and read by
     the next call's gradient instead of recomputing the n pre-activations (the same
-    comparisons of the same sums, so the same results).  Per block of L = :data:`~verify.trainers.fused_kernels.LANES`
-    neurons: the block's weights are copied into a flat scratch vector, then four loops over
-    the block, each short enough for the processor to overlap its iterations (this round's
+    comparisons of the same sums, so the same results).
+
+    Per block of L = :data:`~verify.trainers.fused_kernels.LANES` neurons: the block's
+    weights are copied into scratch rows, then four loops over the block (this round's
     holders, error sums and step coefficients; the gradient at the round's start and the
     step; the full network's output at the new weights; the next round's surrogates'
-    outputs), and the weights are copied back.  Every per-neuron quantity of the block lives
-    at a constant offset of one of three flat vectors (``S``: error sums, coefficients,
-    weights; ``V``: output terms; ``lanes``), so the compiler sees that the loops' streams
-    do not overlap and vectorises them across neurons without run-time alias checks.
+    outputs), and the weights are copied back.  Every per-neuron stream of the block is a
+    view at a constant offset of one of two allocations (``S``: error sums, coefficients and
+    weights in the weights' precision; ``F``: output terms and lanes in float64), so the
+    compiler can tell the streams apart and vectorises the loops across neurons (with
+    separately allocated scratch arrays it kept the scalar loops).
     """
     I, K, P = range(n), range(d), range(p)
     L = 64
