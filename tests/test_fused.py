@@ -293,3 +293,23 @@ def test_numpy_fallback_without_numba(tmp_path):
     kw = dict(m=50, kappa=1.0, eta=0.1, rounds=3, xi=0.5, p=2, tau=1)
     blocked = train(X, y, rngs=[np.random.default_rng(1)], fused=False, **kw)
     assert np.array_equal(np.load(tmp_path / "loss.npy"), blocked[0].curves["loss"])
+
+
+@needs_numba
+def test_generating_a_kernel_removes_stale_ones(monkeypatch, tmp_path):
+    """A kernel generated from changed sources replaces the files of the same size."""
+    monkeypatch.setenv("MASKVERIFY_KERNEL_DIR", str(tmp_path))
+    stale = tmp_path / "round_n2_d3_p2_000000000000.py"
+    stale.write_text("stale = True\n")
+    (tmp_path / "__pycache__").mkdir()
+    cached = tmp_path / "__pycache__" / f"{stale.stem}.kernel-9.py311.nbi"
+    cached.write_bytes(b"")
+    other = tmp_path / "round_n2_d3_p3_000000000000.py"  # another size: kept
+    other.write_text("other = True\n")
+    unrolled_kernels.kernel.cache_clear()
+    try:
+        unrolled_kernels.kernel(2, 3, 2)
+    finally:
+        unrolled_kernels.kernel.cache_clear()
+    assert not stale.exists() and not cached.exists() and other.exists()
+    assert len(list(tmp_path.glob("round_n2_d3_p2_*.py"))) == 1

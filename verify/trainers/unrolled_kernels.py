@@ -213,6 +213,16 @@ def compiled(n: int, d: int, p: int) -> bool:
     return any((path.parent / "__pycache__").glob(f"{path.stem}.kernel-*.nbi"))
 
 
+def _remove_stale(path: Path) -> None:
+    """Delete the kernels of the same size generated from other sources, and their cache."""
+    size = path.stem.rsplit("_", 1)[0]
+    for old in path.parent.glob(f"{size}_*.py"):
+        if old != path:
+            for cached in (path.parent / "__pycache__").glob(f"{old.stem}.*"):
+                cached.unlink(missing_ok=True)
+            old.unlink(missing_ok=True)
+
+
 #: the sizes whose kernels this process has loaded
 _LOADED: set[tuple[int, int, int]] = set()
 
@@ -227,6 +237,7 @@ def kernel(n: int, d: int, p: int) -> Callable:
         with os.fdopen(fd, "w") as f:
             f.write(source(n, d, p))
         os.replace(tmp, path)
+        _remove_stale(path)
     module_name = f"maskverify_kernel_{name}"  # registered: numba's cache re-imports it by name
     spec = importlib.util.spec_from_file_location(module_name, path)
     module = importlib.util.module_from_spec(spec)
