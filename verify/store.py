@@ -143,19 +143,19 @@ def write_point(case_dir: Path, key: str, frame: pd.DataFrame, print_: str) -> N
 
 def read_points(case_dir: Path, keys: list[str]) -> pd.DataFrame:
     """The points' rows; ``attrs["outputs"]``: their merged outputs' declaration (absent when
-    a point file predates the result schema)."""
-    frames = [pd.read_parquet(point_path(case_dir, k)) for k in keys]
+    a point file predates the result schema).  Each file is read once."""
+    tables = [pq.read_table(point_path(case_dir, k)) for k in keys]
+    frames = [t.to_pandas() for t in tables]
     table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    declared = [read_outputs(point_path(case_dir, k)) for k in keys]
+    declared = [stored_outputs(t.schema) for t in tables]
     if declared and all(d is not None for d in declared):
         table.attrs[OUTPUTS_KEY] = Outputs.merge(declared).to_json()
     return table
 
 
-def read_outputs(path: Path) -> Outputs | None:
-    """The outputs' declaration stored in a point file's metadata."""
-    meta = pq.read_schema(path).metadata or {}
-    raw = meta.get(OUTPUTS_KEY.encode())
+def stored_outputs(schema: pa.Schema) -> Outputs | None:
+    """The outputs' declaration stored in a point file's metadata (``write_point``)."""
+    raw = (schema.metadata or {}).get(OUTPUTS_KEY.encode())
     return Outputs.from_json(json.loads(raw)) if raw else None
 
 

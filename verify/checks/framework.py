@@ -74,8 +74,14 @@ def mark_vacuous(v: Verdict, bound_at_end: float, initial: float) -> None:
         v.vacuous = True
 
 
+def testable(ctx: Context, pt: PointData) -> bool:
+    """A point inside the hypotheses whose run did not diverge (what :func:`screened` passes)."""
+    return not ctx.violations[pt.key] and not pt.divergence()
+
+
 def screened(ctx: Context, v: Verdict, pt: PointData) -> bool:
-    """Settle outside-hypotheses and divergence; True if the verdict is final."""
+    """Settle outside-hypotheses and divergence; True if the verdict is final (the point is
+    not :func:`testable`)."""
     if ctx.violations[pt.key]:
         v.status, v.detail = OUTSIDE, "; ".join(ctx.violations[pt.key])
         return True

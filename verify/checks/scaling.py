@@ -12,7 +12,7 @@ import numpy as np
 from ..schema import Spec
 from . import CheckKind, register
 from .claims import NONNEGATIVE, REDUCERS, RELATIONS, interval, interval_p, prediction, statistic
-from .framework import Context, group_by_other_params, group_verdict
+from .framework import Context, group_by_other_params, group_verdict, testable
 from .stats import Estimate, slope_with_ci
 from .verdict import Verdict
 
@@ -29,7 +29,7 @@ SCALING = {
 def scaling_check(ctx: Context, name: str, cfg: Mapping[str, Any]) -> list[Verdict]:
     """Log-log slope of a statistic in a parameter against the predicted exponent."""
     param = cfg["parameter"]
-    usable = [pt for pt in ctx.points if not ctx.violations[pt.key] and not pt.divergence()]
+    usable = [pt for pt in ctx.points if testable(ctx, pt)]
     out = []
     for label, members in group_by_other_params(usable, param).items():
         members.sort(key=lambda pt: pt.params[param])

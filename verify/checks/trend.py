@@ -11,7 +11,7 @@ import numpy as np
 from bounds.core import Trend
 
 from . import CheckKind, register
-from .framework import Context, group_by_other_params, group_verdict
+from .framework import Context, group_by_other_params, group_verdict, testable
 from .observations import OBSERVE, rep_floors, unsettled
 from .stats import one_sided_p, slope_with_ci
 from .verdict import Verdict
@@ -29,7 +29,7 @@ def trend_check(ctx: Context, name: str, cfg: Mapping[str, Any]) -> list[Verdict
     if ctx.perturb.get("trend", 1.0) < 0:
         trends = tuple(t.reversed() for t in trends)
     pool = ctx.all_points or ctx.points
-    eligible = [pt for pt in pool if not ctx.violations[pt.key] and not pt.divergence()]
+    eligible = [pt for pt in pool if testable(ctx, pt)]
     for trend in trends:
         param = trend.parameter
         for label, group in group_by_other_params(eligible, param).items():
