@@ -90,6 +90,11 @@ def _output_named_like_a_parameter(outputs, rngs):
     return outputs
 
 
+def _uneven_outputs(outputs, rngs):
+    outputs[-1].scalars["extra"] = 0.0  # one repetition reports an output the others lack
+    return outputs
+
+
 @pytest.mark.parametrize(
     "transform, rule",
     [
@@ -98,6 +103,7 @@ def _output_named_like_a_parameter(outputs, rngs):
         (_forgets_divergence, "divergence"),
         (_short_curve, "outputs"),
         (_output_named_like_a_parameter, "outputs"),
+        (_uneven_outputs, "outputs"),
     ],
 )
 def test_the_contract_catches_a_broken_trainer(transform, rule):
