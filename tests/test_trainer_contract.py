@@ -91,7 +91,9 @@ def _output_named_like_a_parameter(outputs, rngs):
 
 
 def _uneven_outputs(outputs, rngs):
-    outputs[-1].scalars["extra"] = 0.0  # one repetition reports an output the others lack
+    # the repetition with the largest initial loss (whatever its position) reports an output
+    # the others lack
+    max(outputs, key=lambda out: out.curves["loss"][0]).scalars["extra"] = 0.0
     return outputs
 
 
