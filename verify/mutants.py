@@ -71,8 +71,7 @@ class Mutant:
     def applies(self, case: Case) -> bool:
         if self.trainers and case.trainer.name not in self.trainers:
             return False
-        declared = {k for b in case.bounds for k in bounds.get(b).form_mutations}
-        if self.form and not set(self.perturb or {}) <= declared:
+        if self.form and not set(self.perturb or {}) <= _form_mutations(case):
             return False
         if self.exact and not any(self.name in bounds.get(b).mutations for b in case.bounds):
             return False
@@ -81,6 +80,11 @@ class Mutant:
     def sees(self, check: str, kind: str) -> bool:
         """Whether a verdict of this check could tell the mutant from the true bound."""
         return check == self.check if self.check else kind in self.needs
+
+
+def _form_mutations(case: Case) -> set[str]:
+    """The wrong-form perturbations the case's bounds declare (``Bound.form_mutations``)."""
+    return {k for b in case.bounds for k in bounds.get(b).form_mutations}
 
 
 def _mutant_trainer(base: str, name: str, variant: str, override: Mapping[str, Any]) -> str:
