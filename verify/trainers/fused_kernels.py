@@ -70,8 +70,8 @@ UNROLL_MAX_ND = 128
 UNROLL_MAX_P = 8
 
 #: neuron-rounds (m x repetitions x rounds) from which a run compiles an unrolled kernel it
-#: does not have yet: compiling one takes 10-40 s (measured: 14 s at n = 8, d = 4, p = 4;
-#: 33 s at 16 x 8, p = 4) and saves about 17 ns per neuron-round (n = 8, d = 4, p = 4,
+#: does not have yet: compiling one takes 7-40 s (measured: 7.4 s at n = 8, d = 4, p = 4 on a
+#: quiet machine, 14 s under load; 33 s at 16 x 8, p = 4 under load) and saves about 17 ns per neuron-round (n = 8, d = 4, p = 4,
 #: 35 -> 18 ms per round at m = 10^6), so it pays from about 10^9.  A kernel compiled once is
 #: cached on disk (:mod:`verify.trainers.unrolled_kernels`) and used by every later run.
 #: Either kernel gives the same numbers bit for bit: the choice changes only the speed.
@@ -134,11 +134,7 @@ if njit is not None:
             for k in range(d):
                 WB[k, :b] = WT[k, lo : lo + b]
             if p > 0:
-                for l in range(p):
-                    hl = held[l]
-                    base = key + GAMMA * np.uint64(l * m + lo + 1)
-                    for t in range(b):
-                        hl[t] = one if (mix(base + GAMMA * np.uint64(t)) >> S11) < T else zero
+                _hold(held, key, p, m, lo, b, T)
                 c[:] = zero
                 e[:, :] = zero
                 for l in range(p):
@@ -175,11 +171,7 @@ if njit is not None:
                     for t in range(L):
                         wk[t] -= c[t] * gk[t]
                     WT[k, lo : lo + b] = WB[k, :b]
-            for j in range(q):
-                hj = held[j]
-                base = nkey + GAMMA * np.uint64(j * m + lo + 1)
-                for t in range(b):
-                    hj[t] = one if (mix(base + GAMMA * np.uint64(t)) >> S11) < T else zero
+            _hold(held, nkey, q, m, lo, b, T)
             for i in range(n):
                 zi = Z[i]
                 zi[:] = zero
@@ -199,6 +191,16 @@ if njit is not None:
                     for t in range(L):
                         lj[t] += hj[t] * v[t]
         return lane_totals(lanes)
+
+    @njit(cache=True, fastmath=False)
+    def _hold(held, key, count, m, lo, b, T):  # pragma: no cover - compiled
+        """Rows ``0 .. count - 1`` of ``held``: 1 where surrogate l of the round with this key
+        holds neuron ``lo + t`` (``t < b``; :mod:`verify.trainers.mask_draws`), else 0."""
+        for l in range(count):
+            hl = held[l]
+            base = key + GAMMA * np.uint64(l * m + lo + 1)
+            for t in range(b):
+                hl[t] = 1.0 if (mix(base + GAMMA * np.uint64(t)) >> S11) < T else 0.0
 
     @njit(cache=True, fastmath=False)
     def lane_totals(lanes):  # pragma: no cover - compiled

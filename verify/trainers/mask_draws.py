@@ -50,8 +50,9 @@ def threshold(xi: float) -> np.uint64:
     return np.uint64(min(2**53, math.ceil(xi * 2.0**53)))
 
 
-def _mix_numpy(z: np.ndarray) -> np.ndarray:
-    """SplitMix64's output function on a uint64 array (wraps modulo 2^64)."""
+def _mix(z):
+    """SplitMix64's output function, on a uint64 or a uint64 array (wraps modulo 2^64); the
+    same source is compiled as :func:`mix` for the kernels."""
     z = (z ^ (z >> S30)) * MIX1
     z = (z ^ (z >> S27)) * MIX2
     return z ^ (z >> S31)
@@ -59,18 +60,13 @@ def _mix_numpy(z: np.ndarray) -> np.ndarray:
 
 def _membership_numpy(key: np.uint64, m: int, p: int, T: np.uint64) -> np.ndarray:
     positions = np.arange(1, p * m + 1, dtype=np.uint64)
-    z = _mix_numpy(np.uint64(key) + positions * GAMMA)
+    z = _mix(np.uint64(key) + positions * GAMMA)
     return ((z >> S11) < T).reshape(p, m)
 
 
 if njit is not None:
-
-    @njit(cache=True, inline="always")
-    def mix(z):  # pragma: no cover - compiled
-        """SplitMix64's output function of one uint64 (compiled, inlined into the kernels)."""
-        z = (z ^ (z >> S30)) * MIX1
-        z = (z ^ (z >> S27)) * MIX2
-        return z ^ (z >> S31)
+    #: :func:`_mix` compiled, inlined into the kernels
+    mix = njit(cache=True, inline="always")(_mix)
 
     @njit(cache=True)
     def _membership_numba(key, m, p, T):  # pragma: no cover - compiled

@@ -45,9 +45,9 @@ neurons, in two matmuls per block, plus a few passes over in-cache memory):
   all m neurons every :data:`RESYNC` rounds.
 * Averaging: each neuron's copies are summed per surrogate into an ``(m, d)`` accumulator;
   with disjoint masks a neuron simply takes its one trained copy.
-* One local step (tau = 1, ``n d`` up to :data:`~verify.trainers.fused_kernels.MAX_ND`,
-  numba available, and not the incremental case above, whose work is proportional to the
-  keep probability): none of the above.  A round is one fused pass over each repetition's
+* One local step (tau = 1, Bernoulli masks, ``n d`` up to
+  :data:`~verify.trainers.fused_kernels.MAX_ND`, numba available, and not the incremental
+  case above, whose work is proportional to the keep probability): none of the above.  A round is one fused pass over each repetition's
   weights (:mod:`verify.trainers.fused_kernels`) that moves every neuron by the mean of its
   copies' steps and computes, at the new weights, the next loss and the next round's
   surrogate outputs.

@@ -179,8 +179,10 @@ def activity_dtype(n: int) -> np.dtype:
     raise ValueError(f"an unrolled kernel holds the activity of at most 64 points, got n = {n}")
 
 
+@functools.cache
 def _fingerprint() -> str:
-    """A hash of the sources the generated kernels depend on (a change regenerates them)."""
+    """A hash of the sources the generated kernels depend on (a change regenerates them);
+    read once per process."""
     h = hashlib.sha256()
     for module in (sys.modules[__name__], mask_draws):
         h.update(Path(module.__file__).read_bytes())
