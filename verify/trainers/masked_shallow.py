@@ -568,6 +568,12 @@ def _max_movement(W: np.ndarray, W0: np.ndarray) -> float:
     return float(np.sqrt(np.einsum("ij,ij->i", diff, diff).max()))
 
 
+#: widths below which the masked NTK's neuron counts are summed in float32: every count
+#: and partial sum is an integer below 2^24, exactly representable, so the counts are the
+#: float64 ones bit for bit at half the GEMM cost
+EXACT_COUNT_WIDTH = 2**24
+
+
 def _masked_ntk_min(
     X: np.ndarray, cosines: np.ndarray, W: np.ndarray, masks: Sequence[np.ndarray], m: int
 ) -> float:
@@ -575,13 +581,22 @@ def _masked_ntk_min(
 
     ``(m_l o H)_ij = (1/m) x_i.x_j sum_r m_{l,r} 1{w_r.x_i >= 0} 1{w_r.x_j >= 0}``; Theorem 2
     claims it is at least ``lambda0 / 2`` (``lambda0 = lambda_min(xi H_inf)``).  ``X`` in
-    float64, ``cosines`` its :func:`~bounds.ntk.cosine_matrix`.
+    float64, ``cosines`` its :func:`~bounds.ntk.cosine_matrix`.  The counts
+    ``sum_r m_{l,r} 1{.} 1{.}`` are integers, summed exactly (float32 below
+    :data:`EXACT_COUNT_WIDTH` neurons); a mask equal to an earlier one of the round (at
+    xi = 1 every surrogate holds every neuron) is not counted again.
     """
-    active = (W.astype(np.float64) @ X.T >= 0).astype(np.float64)
+    exact = np.float32 if m < EXACT_COUNT_WIDTH else np.float64
+    active = (W.astype(np.float64) @ X.T >= 0).astype(exact)
     worst = math.inf
+    counted: list[np.ndarray] = []
     for idx in masks:
-        S = active[idx]
-        worst = min(worst, float(np.linalg.eigvalsh(cosines * (S.T @ S) / m)[0]))
+        if any(len(c) == len(idx) and np.array_equal(c, idx) for c in counted):
+            continue
+        counted.append(idx)
+        S = active if len(idx) == m else active[idx]  # exact counts: row order is immaterial
+        counts = (S.T @ S).astype(np.float64)
+        worst = min(worst, float(np.linalg.eigvalsh(cosines * counts / m)[0]))
     return worst
 
 
