@@ -168,3 +168,37 @@ def test_a_fresh_worker_resolves_mutant_trainers():
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "masked_shallow~no_averaging"
+
+
+def test_independent_repetitions_are_tasks_of_their_own(tmp_path):
+    """Where the trainer declares a point's repetitions independent (TINY's fused points:
+    tau = 1, p > 1), each repetition is a task; the point's table put together from them
+    equals the one-task table in every number, whatever order the tasks finish in; the
+    other points stay one task."""
+    from verify.grid import data_rng
+    from verify.runner import PointPieces, make_task, point_tasks
+    from verify.trainers import fused_kernels
+
+    if not fused_kernels.AVAILABLE:
+        pytest.skip("numba is not installed: no point has independent repetitions")
+    case = load(write_case(tmp_path / "c.toml", TINY))
+    X, y = case.trainer.make_data(case.data, data_rng(case), tmp_path)
+    split = {}
+    for pt in expand(case):
+        tasks = point_tasks(case, pt, X, y)
+        fused = pt.params["tau"] == 1 and pt.params["p"] > 1
+        assert [t.reps for t in tasks] == ([(0,), (1,)] if fused else [None]), pt.label
+        if fused:
+            split[pt.key] = (tasks, make_task(case, pt, X, y))
+    assert len(split) == 2
+    for key, (tasks, whole) in split.items():
+        pieces = PointPieces(tasks)
+        first, second = (run_task(t)[1] for t in reversed(tasks))
+        assert pieces.add(key, first) is None
+        joined = pieces.add(key, second)
+        alone = run_task(whole)[1]
+        assert joined["rep"].tolist() == [0, 1]
+        assert_same_numbers(joined, alone)
+        pd.testing.assert_frame_equal(
+            joined.drop(columns="wall_time_s"), alone.drop(columns="wall_time_s")
+        )

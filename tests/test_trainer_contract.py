@@ -109,9 +109,30 @@ def _uneven_outputs(outputs, rngs):
     ],
 )
 def test_the_contract_catches_a_broken_trainer(transform, rule):
-    broken = _broken(f"broken_{rule}", transform)
+    # not declared independent: the uneven outputs would be caught by that rule first
+    broken = dataclasses.replace(
+        _broken(f"broken_{rule}", transform), independent_repetitions=lambda params, X: False
+    )
     with pytest.raises(AssertionError, match=f"trainer 'broken_{rule}' breaks '{rule}'"):
         check_trainer(broken)
+
+
+def _counts_repetitions(outputs, rngs):
+    for out in outputs:  # a number that depends on how many repetitions share the call
+        out.scalars["noise"] = float(len(rngs))
+    return outputs
+
+
+def test_the_contract_catches_falsely_independent_repetitions():
+    """A trainer that declares its repetitions independent although a repetition's numbers
+    depend on the others in the call (here: on how many there are) breaks the rule; the
+    same trainer without the declaration conforms (nothing is split)."""
+    broken = _broken("coupled", _counts_repetitions)
+    declared = dataclasses.replace(broken, independent_repetitions=lambda params, X: True)
+    with pytest.raises(AssertionError, match="breaks 'independent_repetitions'.*trained alone"):
+        check_trainer(declared)
+    silent = dataclasses.replace(broken, independent_repetitions=lambda params, X: False)
+    CHECKS["independent_repetitions"](silent, tiny_params(silent))
 
 
 def test_the_contract_catches_an_underestimated_memory_and_a_missing_measurement():

@@ -6,9 +6,10 @@ PATH``).  Workers only compute: a task travels to a worker with its data and com
 a table, and the client process writes the store, so workers need no shared filesystem
 (only the same installed package).
 
-A task trains all repetitions of one grid point; its numbers depend only on the task's
-inputs (seeds come from the case, the point and the repetition), never on the executor,
-the worker or the order.  BLAS is pinned to one thread per task so that results are
+A task trains the repetitions of one grid point (all of them, or one, where the trainer
+declares its repetitions independent: the point's repetitions then spread over the
+workers); its numbers depend only on the task's inputs (seeds come from the case, the point
+and the repetition), never on the executor, the worker or the order.  BLAS is pinned to one thread per task so that results are
 bit-identical across executors and workers do not oversubscribe the cores.
 """
 
@@ -47,6 +48,12 @@ class Task:
     y: np.ndarray
     #: modules the worker imports before resolving ``trainer`` (the case's ``plugins``)
     plugins: tuple[str, ...] = ()
+    #: the repetitions this task trains (``None``: all ``repetitions`` of the point)
+    reps: tuple[int, ...] | None = None
+
+    def indices(self) -> tuple[int, ...]:
+        """The repetition numbers this task trains, in order."""
+        return tuple(range(self.repetitions)) if self.reps is None else self.reps
 
 
 INIT_TAG = 0x1417
@@ -58,19 +65,19 @@ def seeded_generators(task: Task) -> tuple[list[np.random.Generator], list[np.ra
     case_entropy, point_entropy = task.entropy
     rngs = [
         np.random.default_rng(np.random.SeedSequence([case_entropy, point_entropy, r]))
-        for r in range(task.repetitions)
+        for r in task.indices()
     ]
     init = [
         np.random.default_rng(
             np.random.SeedSequence([case_entropy, INIT_TAG, task.init_entropy, r])
         )
-        for r in range(task.repetitions)
+        for r in task.indices()
     ]
     return rngs, init
 
 
 def run_task(task: Task) -> tuple[str, pd.DataFrame]:
-    """Train one point (all repetitions) and return its tidy rows."""
+    """Train the task's repetitions of its point and return their tidy rows."""
     from bounds.plugins import import_plugin
 
     from .result_schema import OUTPUTS_KEY, outputs_of
@@ -89,7 +96,12 @@ def run_task(task: Task) -> tuple[str, pd.DataFrame]:
     declared = outputs_of(outputs)  # raises if repetitions disagree
     env = environment()
     rows = []
-    for r, out in enumerate(outputs):
+    if len(outputs) != len(task.indices()):
+        raise CaseError(
+            f"trainer {task.trainer!r} returned {len(outputs)} runs for "
+            f"{len(task.indices())} repetitions at {task.key}"
+        )
+    for r, out in zip(task.indices(), outputs, strict=True):
         row: dict[str, Any] = {"case": task.case, "point_key": task.key, "rep": r}
         row.update(task.params)
         row.update({name: curve.tolist() for name, curve in out.curves.items()})

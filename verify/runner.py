@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import time
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 import bounds
 
@@ -17,7 +20,8 @@ from .evaluate import Evaluation, evaluate
 from .executors import Task, execute
 from .grid import GridPoint, data_rng, datasets, expand, init_entropy
 from .progress import progress_bar
-from .result_schema import BOOKKEEPING, Outputs, ResultSchema, declared_outputs
+from .result_schema import BOOKKEEPING, OUTPUTS_KEY, Outputs, ResultSchema, declared_outputs
+from .schema import CaseError
 from .store import (
     code_version,
     environment,
@@ -47,8 +51,15 @@ def case_directory(out: Path, case: Case, quick: bool) -> Path:
     return out / (f"{case.name}-quick" if quick else case.name)
 
 
-def make_task(case: Case, point: GridPoint, X: np.ndarray, y: np.ndarray) -> Task:
-    """The picklable task that trains every repetition of ``point`` (in any process)."""
+def make_task(
+    case: Case,
+    point: GridPoint,
+    X: np.ndarray,
+    y: np.ndarray,
+    reps: tuple[int, ...] | None = None,
+) -> Task:
+    """The picklable task that trains the repetitions ``reps`` of ``point`` (default: all of
+    them), in any process."""
     return Task(
         case.name,
         case.trainer.name,
@@ -60,7 +71,44 @@ def make_task(case: Case, point: GridPoint, X: np.ndarray, y: np.ndarray) -> Tas
         X,
         y,
         case.plugins,
+        reps,
     )
+
+
+def point_tasks(case: Case, point: GridPoint, X: np.ndarray, y: np.ndarray) -> list[Task]:
+    """The tasks of one point: one per repetition where the trainer declares its repetitions
+    independent at this point (``Trainer.independent_repetitions``: the same numbers as one
+    task, so every executor stores the same point), otherwise one for all of them."""
+    params = {**case.data, **point.params}
+    if case.repetitions > 1 and case.trainer.independent_repetitions(params, X):
+        return [make_task(case, point, X, y, (r,)) for r in range(case.repetitions)]
+    return [make_task(case, point, X, y)]
+
+
+class PointPieces:
+    """The tables of a point's tasks, put together (in repetition order) when the last one
+    arrives, whatever the order the executor returns them in."""
+
+    def __init__(self, tasks: list[Task]) -> None:
+        self.expected = Counter(task.key for task in tasks)
+        self.frames: dict[str, list[pd.DataFrame]] = {}
+
+    def add(self, key: str, frame: pd.DataFrame) -> pd.DataFrame | None:
+        """Keep one task's rows; the point's whole table once all its tasks are in."""
+        frames = self.frames.setdefault(key, [])
+        frames.append(frame)
+        if len(frames) < self.expected[key]:
+            return None
+        del self.frames[key]
+        if len(frames) == 1:
+            return frames[0]
+        declared = {json.dumps(f.attrs.get(OUTPUTS_KEY), sort_keys=True) for f in frames}
+        if len(declared) != 1:
+            raise CaseError(f"{key}: the repetitions' tasks declared different outputs")
+        whole = pd.concat(frames, ignore_index=True).sort_values("rep", kind="stable")
+        whole = whole.reset_index(drop=True)
+        whole.attrs[OUTPUTS_KEY] = frames[0].attrs.get(OUTPUTS_KEY)
+        return whole
 
 
 def run_case(
@@ -95,13 +143,16 @@ def run_case(
         for pt in points
     }
     todo = [pt for pt in points if not is_done(directory, pt.key, prints[pt.key])]
-    tasks = [make_task(case, pt, *data[pt.key][:2]) for pt in todo]
+    tasks = [task for pt in todo for task in point_tasks(case, pt, *data[pt.key][:2])]
     with progress_bar(
         len(tasks) if show_progress else 0, f"{case.name}: {len(points) - len(todo)} stored"
     ) as bar:
+        pieces = PointPieces(tasks)
 
-        def done(key: str, frame) -> None:
-            write_point(directory, key, frame, prints[key])
+        def done(key: str, frame: pd.DataFrame) -> None:
+            whole = pieces.add(key, frame)
+            if whole is not None:
+                write_point(directory, key, whole, prints[key])
             bar.update(1)
 
         execute(tasks, executor, jobs, done)

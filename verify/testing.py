@@ -13,6 +13,10 @@ can report them one by one.  The rules are what the rest of the suite relies on:
 * ``order_independent``: a repetition's numbers depend only on its own generators (the
   repetitions given in reverse order give the reversed outputs), and training another point
   first changes nothing (no state is carried between calls);
+* ``independent_repetitions``: where the trainer declares a point's repetitions
+  independent (``Trainer.independent_repetitions``: the runner then trains each one as a
+  task of its own), each repetition trained alone gives the numbers it gives trained with
+  the others, bit for bit;
 * ``common_init``: with ``init_keys`` declared, two points that differ only in another grid
   parameter start from the same network when given the same initialisation generators and
   different training generators (equal initial values of every curve);
@@ -142,6 +146,19 @@ def check_order_independent(trainer: Trainer, params: Mapping[str, Any]) -> None
     _all_same(forward, _run(trainer, params), "after training another point")
 
 
+def check_independent_repetitions(trainer: Trainer, params: Mapping[str, Any]) -> None:
+    X, y = _data(trainer, params)
+    if not trainer.independent_repetitions(params, X):
+        return
+    together = _run(trainer, params)
+    for r in range(REPETITIONS):
+        rngs, init = generators(0, REPETITIONS, 1)[r : r + 1], generators(0, REPETITIONS, 2)
+        alone = trainer.run(params, X, y, rngs, init[r : r + 1])
+        assert len(alone) == 1, f"one repetition given, {len(alone)} outputs returned"
+        why = _same(together[r], alone[0])
+        assert not why, f"declared independent, but repetition {r} trained alone: {why}"
+
+
 def check_common_init(trainer: Trainer, params: Mapping[str, Any]) -> None:
     if not trainer.init_keys:
         return
@@ -254,6 +271,7 @@ def check_outputs(trainer: Trainer, params: Mapping[str, Any]) -> None:
 CHECKS: dict[str, Callable[[Trainer, Mapping[str, Any]], None]] = {
     "reproducible": check_reproducible,
     "order_independent": check_order_independent,
+    "independent_repetitions": check_independent_repetitions,
     "common_init": check_common_init,
     "divergence": check_divergence,
     "memory": check_memory,

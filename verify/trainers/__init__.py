@@ -11,7 +11,11 @@ A trainer is registered with :func:`register` and declares
   hypotheses such as an eigenvalue at initialisation, or width-dependent constants computed
   by the trainer); the point gets their minimum over the repetitions (conservative for
   eigenvalue-type quantities); ``measured_max``: the same for outputs whose maximum over the
-  repetitions is the conservative one (e.g. a distance from the initialisation).
+  repetitions is the conservative one (e.g. a distance from the initialisation);
+* ``independent_repetitions(params, X)``: whether, at this point, ``run`` computes every
+  repetition exactly (bit for bit) as it would with that repetition alone; the runner then
+  trains each repetition as a task of its own, so a point's repetitions spread over the
+  workers (default: never).
 """
 
 from __future__ import annotations
@@ -53,6 +57,10 @@ class Trainer:
     measured_params: tuple[str, ...] = ()
     #: scalar outputs copied into the point's parameters (maximum over repetitions)
     measured_max: tuple[str, ...] = ()
+    #: whether a point's repetitions may be trained apart, bit for bit (see the module doc)
+    independent_repetitions: Callable[[Mapping[str, Any], np.ndarray], bool] = field(
+        default=lambda params, X: False
+    )
 
     @property
     def grid_keys(self) -> set[str]:

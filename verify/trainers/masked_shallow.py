@@ -201,10 +201,8 @@ def train(
     loss = np.full((rounds + 1, R), np.nan)
     diverged = np.full(R, -1)
     events = _Events(X, W0, m, every, movement, ntk_min)
-    if fused is None:  # measured: the incremental blocked rounds (work ~ xi) beat a full pass
-        fused = (
-            tau == 1 and fused_kernels.use_fused(n, d, scheme) and not _incremental(p, scheme, keep)
-        )
+    if fused is None:
+        fused = fused_rounds(n, d, tau, p, scheme, keep)
     if fused and tau != 1:
         raise ValueError("the fused rounds train tau = 1 only")
     if fused and scheme != "bernoulli":
@@ -240,6 +238,24 @@ def train(
             )
         )
     return outputs
+
+
+def fused_rounds(n: int, d: int, tau: int, p: int, scheme: str, keep: float) -> bool:
+    """The rule :func:`train` applies by default: the fused one-pass rounds for tau = 1
+    where :func:`~verify.trainers.fused_kernels.use_fused` allows them, except the disjoint
+    masks at low keep probability, whose incremental blocked rounds (work ~ xi) were
+    measured faster than a full pass."""
+    return tau == 1 and fused_kernels.use_fused(n, d, scheme) and not _incremental(p, scheme, keep)
+
+
+def independent_repetitions(n: int, d: int, tau: int, p: int, scheme: str, keep: float) -> bool:
+    """Whether :func:`train` computes each repetition exactly as if it were trained alone.
+
+    True for the fused rounds (each repetition is its own pass; tested bit for bit); the
+    blocked passes batch small surrogates of several repetitions together, so a
+    repetition's rounding depends on its neighbours.
+    """
+    return fused_rounds(n, d, tau, p, scheme, keep)
 
 
 @dataclass

@@ -5,13 +5,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
+
 from bounds.ntk import data_params
 
 from ..data import data_schema, make_data
 from ..schema import Spec, positive_float, positive_int, unit_interval
 from . import Trainer, register
 from .blocked_kernels import BLOCK_BYTES
-from .masked_shallow import BATCH_ROWS, SCALINGS, train
+from .masked_shallow import BATCH_ROWS, SCALINGS, independent_repetitions, train
 from .outputs import grid_run
 
 SCHEMA = {
@@ -64,6 +66,17 @@ def memory_bytes(params: Mapping[str, Any], reps: int) -> float:
     return 8.0 * (4 * reps * m * d + 2 * selected * d) + activity + 4 * BLOCK_BYTES + kernels
 
 
+def repetitions_apart(params: Mapping[str, Any], X: np.ndarray) -> bool:
+    """Whether the point's repetitions may be trained as separate tasks, bit for bit the same
+    (:func:`~verify.trainers.masked_shallow.independent_repetitions`)."""
+    tau, p, scheme, xi = (params.get(k, SCHEMA["masking"][k].default) for k in MASK_KEYS)
+    keep = 1.0 / p if scheme == "partition" else xi
+    return independent_repetitions(*X.shape, tau, p, scheme, keep)
+
+
+MASK_KEYS = ("tau", "p", "scheme", "xi")
+
+
 def derive(params: dict[str, Any]) -> dict[str, Any]:
     """IST keeps each neuron in exactly one of p groups: its keep probability is 1/p."""
     if params["scheme"] == "partition":
@@ -85,5 +98,6 @@ MASKED_SHALLOW = register(
         init_keys=("m", "kappa"),
         measured_params=("lambda_min_H0", "masked_ntk_min"),
         measured_max=("max_movement",),
+        independent_repetitions=repetitions_apart,
     )
 )
