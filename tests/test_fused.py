@@ -268,8 +268,9 @@ def test_fused_rounds_refuse_several_local_steps():
         )
 
 
-def test_numpy_fallback_without_numba(tmp_path):
-    """``MASKVERIFY_NUMBA=0``: no fused rounds, the blocked passes train (as without numba)."""
+def test_numpy_fallback_without_numba(tmp_path, monkeypatch):
+    """``MASKVERIFY_NUMBA=0``: no fused rounds, the blocked NumPy passes train (as without
+    numba): the numbers of this process's blocked passes without the compiled helpers."""
     script = (
         "import numpy as np\n"
         "from verify.data import sphere\n"
@@ -291,6 +292,9 @@ def test_numpy_fallback_without_numba(tmp_path):
     subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, check=True)
     X, y = sphere(8, 4, np.random.default_rng(0))
     kw = dict(m=50, kappa=1.0, eta=0.1, rounds=3, xi=0.5, p=2, tau=1)
+    from verify.trainers import block_helpers
+
+    monkeypatch.setattr(block_helpers, "AVAILABLE", False)
     blocked = train(X, y, rngs=[np.random.default_rng(1)], fused=False, **kw)
     assert np.array_equal(np.load(tmp_path / "loss.npy"), blocked[0].curves["loss"])
 
@@ -346,6 +350,6 @@ def test_independent_repetitions_are_the_same_trained_alone(xi, p, global_seed):
     assert all(_outputs_equal(t, a) for t, a in zip(together, alone, strict=True))
 
     assert not independent_repetitions(8, 4, 2, p, "bernoulli", xi)
-    together = train(X, y, rngs=gens(seeds), tau=2, block=100, **kw)
-    alone = [train(X, y, rngs=gens([s]), tau=2, block=100, **kw)[0] for s in seeds]
+    together = train(X, y, rngs=gens(seeds), tau=2, block=128, **kw)
+    alone = [train(X, y, rngs=gens([s]), tau=2, block=128, **kw)[0] for s in seeds]
     assert not all(_outputs_equal(t, a) for t, a in zip(together, alone, strict=True))

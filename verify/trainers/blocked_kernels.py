@@ -24,6 +24,12 @@ segment quantities are then taken piece by piece within each block.
 Surrogates are independent during their local steps, so a batch is trained for all of
 its tau steps before the next batch is gathered; the step fuses each block's backward pass
 with its forward pass at the new weights, while the block is in cache.
+
+Where numba is available the elementwise passes around the two products are compiled
+loops (:mod:`verify.trainers.block_helpers`): the activity and the ReLU sums of a block in
+one pass (no ``|Z_b|``, no linear half over all copies), the activity as 0/1 floats, and
+the scaled step in one pass; ``compiled=False`` keeps the NumPy expressions above (the
+same quantities up to rounding, tested).
 """
 
 from __future__ import annotations
@@ -31,6 +37,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+
+from . import block_helpers
+
+#: one block of a batch: its rows ``lo:hi``, the pieces ``(segment, plo, phi)`` of the
+#: segments it intersects (block coordinates) and the same pieces as the ``(k, 4)`` table
+#: ``(segment, 0, plo, phi)`` of :func:`~verify.trainers.block_helpers.relu_sums`
+Block = tuple[int, int, list[tuple[int, int, int]], np.ndarray]
 
 #: bytes of one ``block x n`` buffer (pre-activations, their absolute values, the 0/1
 #: activity): 1024 copies in float64 and 2048 in float32 at n = 64.  Measured here: 512 KiB
@@ -41,10 +54,16 @@ BLOCK_BYTES = 512 * 1024
 class Kernels:
     """Preallocated block buffers and the blocked forward and backward passes.
 
-    ``max_rows`` bounds the number of rows of one call (no buffer is larger than needed).
+    ``max_rows`` bounds the number of rows of one call (no buffer is larger than needed);
+    ``compiled`` chooses the compiled elementwise passes (default: where numba is available).
     """
 
-    def __init__(self, X: np.ndarray, max_rows: int, block: int | None = None) -> None:
+    def __init__(
+        self, X: np.ndarray, max_rows: int, block: int | None = None, compiled: bool | None = None
+    ) -> None:
+        self.compiled = block_helpers.AVAILABLE if compiled is None else compiled
+        if self.compiled and not block_helpers.AVAILABLE:
+            raise ValueError("the compiled block passes need numba (or MASKVERIFY_NUMBA is 0)")
         n, d = X.shape
         self.X = X
         self.XT = np.ascontiguousarray(X.T)
@@ -56,6 +75,7 @@ class Kernels:
         self.A = np.empty((rows, n), dtype=X.dtype)
         self.G = np.empty((rows, n), dtype=X.dtype)
         self.GE = np.empty((rows, d), dtype=X.dtype)
+        self.act = np.empty((rows, n), dtype=bool)
 
     def forward(
         self,
@@ -69,6 +89,16 @@ class Kernels:
         """
         rows = W.shape[0]
         sums = np.zeros((len(coefs), self.X.shape[0]), dtype=self.X.dtype)
+        if self.compiled:
+            C = np.stack(coefs)
+            for lo in range(0, rows, self.block):
+                hi = min(lo + self.block, rows)
+                Z = self.Z[: hi - lo]
+                np.matmul(W[lo:hi], self.XT, out=Z)
+                act = self.act[: hi - lo] if active is None else active[lo:hi]
+                table = np.array([(j, j, 0, hi - lo) for j in range(len(coefs))], dtype=np.int64)
+                block_helpers.relu_sums(Z, C[:, lo:hi], act, table, sums)
+            return sums
         for lo in range(0, rows, self.block):
             hi = min(lo + self.block, rows)
             Z, A = self.Z[: hi - lo], self.A[: hi - lo]
@@ -83,10 +113,8 @@ class Kernels:
         sums *= 0.5
         return sums
 
-    def plan(
-        self, starts: np.ndarray, rows: int
-    ) -> list[tuple[int, int, list[tuple[int, int, int]]]]:
-        """Blocks of a batch of segments: ``(lo, hi, [(segment, plo, phi), ...])``.
+    def plan(self, starts: np.ndarray, rows: int) -> list[Block]:
+        """Blocks of a batch of segments (:data:`Block`).
 
         Segment l holds rows ``starts[l]:starts[l + 1]`` (``starts[-1] == rows``); each
         block lists the pieces of the segments it intersects, in block coordinates.
@@ -101,7 +129,8 @@ class Kernels:
                 plo, phi = max(starts[seg], lo), min(starts[seg + 1], hi)
                 if phi > plo:
                     pieces.append((seg, int(plo - lo), int(phi - lo)))
-            blocks.append((lo, hi, pieces))
+            table = np.array([(seg, 0, plo, phi) for seg, plo, phi in pieces], dtype=np.int64)
+            blocks.append((lo, hi, pieces, table.reshape(-1, 4)))
         return blocks
 
     def segment_forward(
@@ -109,15 +138,20 @@ class Kernels:
         W: np.ndarray,
         a: np.ndarray,
         starts: np.ndarray,
-        blocks: list[tuple[int, int, list[tuple[int, int, int]]]],
+        blocks: list[Block],
         active: np.ndarray,
     ) -> np.ndarray:
         """Raw ReLU sum ``sum_{r in l} a_r relu(w_r . x_i)`` of every segment, ``(S, n)``.
 
         ``active`` receives the activity pattern of all rows.
         """
+        if self.compiled:
+            sums = np.zeros((len(starts) - 1, self.X.shape[0]), dtype=self.X.dtype)
+            for lo, hi, _, table in blocks:
+                self._block_forward(W, a, lo, hi, table, active, sums)
+            return sums
         sums = self._linear_sums(W, a, starts)
-        for lo, hi, pieces in blocks:
+        for lo, hi, pieces, _ in blocks:
             Z, A = self.Z[: hi - lo], self.A[: hi - lo]
             np.matmul(W[lo:hi], self.XT, out=Z)
             np.greater(Z, 0.0, out=active[lo:hi])
@@ -127,6 +161,21 @@ class Kernels:
         sums *= 0.5
         return sums
 
+    def _block_forward(
+        self,
+        W: np.ndarray,
+        a: np.ndarray,
+        lo: int,
+        hi: int,
+        table: np.ndarray,
+        active: np.ndarray,
+        sums: np.ndarray,
+    ) -> None:
+        """Compiled: one block's pre-activations, activity and ReLU sums (added to ``sums``)."""
+        Z = self.Z[: hi - lo]
+        np.matmul(W[lo:hi], self.XT, out=Z)
+        block_helpers.relu_sums(Z, a[None, lo:hi], active[lo:hi], table, sums)
+
     def segment_step(
         self,
         W: np.ndarray,
@@ -134,7 +183,7 @@ class Kernels:
         rate: np.ndarray,
         err: np.ndarray,
         starts: np.ndarray,
-        blocks: list[tuple[int, int, list[tuple[int, int, int]]]],
+        blocks: list[Block],
         active: np.ndarray,
         forward_next: bool,
     ) -> np.ndarray | None:
@@ -147,11 +196,19 @@ class Kernels:
         """
         E = err[:, :, None] * self.X
         sums = np.zeros_like(err) if forward_next else None
-        for lo, hi, pieces in blocks:
+        for lo, hi, pieces, table in blocks:
             G, GE = self.G[: hi - lo], self.GE[: hi - lo]
-            np.copyto(G, active[lo:hi])
+            if self.compiled:
+                block_helpers.as_float(active[lo:hi], G)
+            else:
+                np.copyto(G, active[lo:hi])
             for seg, plo, phi in pieces:
                 np.matmul(G[plo:phi], E[seg], out=GE[plo:phi])
+            if self.compiled:
+                block_helpers.take_step(W[lo:hi], GE, rate[lo:hi])
+                if sums is not None:
+                    self._block_forward(W, a, lo, hi, table, active, sums)
+                continue
             GE *= rate[lo:hi, None]
             W[lo:hi] -= GE
             if sums is not None:
@@ -161,7 +218,7 @@ class Kernels:
                 np.abs(Z, out=A)
                 for seg, plo, phi in pieces:
                     sums[seg] += a[lo + plo : lo + phi] @ A[plo:phi]
-        if sums is not None:
+        if sums is not None and not self.compiled:
             sums += self._linear_sums(W, a, starts)
             sums *= 0.5
         return sums
