@@ -45,10 +45,13 @@ from . import block_helpers
 #: ``(segment, 0, plo, phi)`` of :func:`~verify.trainers.block_helpers.relu_sums`
 Block = tuple[int, int, list[tuple[int, int, int]], np.ndarray]
 
-#: bytes of one ``block x n`` buffer (pre-activations, their absolute values, the 0/1
-#: activity): 1024 copies in float64 and 2048 in float32 at n = 64.  Measured here: 512 KiB
-#: buffers beat 256 KiB ones (fewer NumPy calls) and are no slower than 1 MiB ones.
-BLOCK_BYTES = 512 * 1024
+#: bytes of one ``block x n`` buffer (pre-activations, the 0/1 activity): 512 copies in
+#: float64 and 1024 in float32 at n = 64.  Measured here with the compiled elementwise
+#: passes (n = 64, d = 16, p = tau = 4, one thread): 256 KiB buffers 214 ms per round at
+#: m = 16000, xi = 1, against 259 ms for 512 KiB and 223 ms for 128 KiB (the two products
+#: run at 49-53 GFLOP/s on 512-row blocks, 34-38 on 1024-row ones); the NumPy passes had
+#: favoured 512 KiB (fewer calls).
+BLOCK_BYTES = 256 * 1024
 
 
 class Kernels:

@@ -57,9 +57,11 @@ LANES = 64
 #: ``n d`` up to which the fused rounds are used.  Measured (tau = 1, p = 4, one thread,
 #: ``benchmarks/RESULTS.md``, "Fused one-pass rounds"): faster than the blocked passes at every measured point,
 #: n d = 32 to 1024 (the bench regime), m = 16000 and 10^5, xi = 0.25 and 1 (1.3x to
-#: 4.5x), and at p = 1, xi = 1 (1.0x-1.9x); beyond the measured range the blocked BLAS
-#: passes are kept, and so are they where they update the output incrementally (disjoint
-#: masks, keep < 0.6: 0.4x-0.9x for the fused rounds, which always pass over all m).
+#: 4.5x; re-measured against the compiled block passes: 64 x 16, m = 16000, p = 2 and 4,
+#: xi = 0.5 and 1, 1.1x-2.7x); beyond the measured range the blocked BLAS passes are kept,
+#: and so are they where they update the output incrementally (disjoint masks, keep < 0.6:
+#: 0.4x-0.9x for the fused rounds, which always pass over all m) and, with one surrogate,
+#: above :data:`SINGLE_MAX_ND`.
 MAX_ND = 1024
 
 #: largest ``n d`` and number of surrogates (and n <= 64) for which a kernel unrolled for the
@@ -78,10 +80,20 @@ UNROLL_MAX_P = 8
 UNROLL_MIN_WORK = 10**9
 
 
-def use_fused(n: int, d: int, scheme: str = "bernoulli") -> bool:
+#: ``n d`` up to which the fused rounds are used with one surrogate (p = 1).  Measured with
+#: the compiled block passes (tau = 1, p = 1, m = 16000, one thread, ms per round of 5
+#: repetitions, blocked / fused): 8 x 4: 7.2 / 2.0; 16 x 8: 7.0 / 6.4; 32 x 8: 14.0 / 15.1;
+#: 16 x 16: 10.0 / 12.3; 32 x 16: 12.2-12.8 / 18.7-21.0; 64 x 16: 18.8-25.0 / 32.7-48.3
+#: (xi = 0.8-1: the blocked round is one forward and one backward product; from p = 2 on the
+#: fused round, one pass for all p surrogates, wins: 64 x 16, xi = 1, p = 2: 62.9 / 36.2)
+SINGLE_MAX_ND = 128
+
+
+def use_fused(n: int, d: int, scheme: str = "bernoulli", p: int = 2) -> bool:
     """The crossover rule: fused passes for Bernoulli masks when numba is available and
-    ``n d <= MAX_ND``."""
-    return AVAILABLE and scheme == "bernoulli" and n * d <= MAX_ND
+    ``n d <= MAX_ND``, and for one surrogate only up to ``n d <= SINGLE_MAX_ND``."""
+    limit = MAX_ND if p > 1 else SINGLE_MAX_ND
+    return AVAILABLE and scheme == "bernoulli" and n * d <= limit
 
 
 if njit is not None:

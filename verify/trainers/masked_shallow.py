@@ -245,7 +245,8 @@ def fused_rounds(n: int, d: int, tau: int, p: int, scheme: str, keep: float) -> 
     where :func:`~verify.trainers.fused_kernels.use_fused` allows them, except the disjoint
     masks at low keep probability, whose incremental blocked rounds (work ~ xi) were
     measured faster than a full pass."""
-    return tau == 1 and fused_kernels.use_fused(n, d, scheme) and not _incremental(p, scheme, keep)
+    fusable = tau == 1 and fused_kernels.use_fused(n, d, scheme, p)
+    return fusable and not _incremental(p, scheme, keep)
 
 
 def independent_repetitions(n: int, d: int, tau: int, p: int, scheme: str, keep: float) -> bool:
