@@ -305,23 +305,27 @@ def test_nonvacuous_case_cost(
     wide_data: tuple[np.ndarray, np.ndarray], unrolled_warm: dict[int, float], targets: TargetLog
 ) -> None:
     """Seconds per round of the exact-theorem case (``cases/long/``: its points, repetitions
-    and rounds) at the case's width and at m = 10^6, and the wall time with ``--jobs 2``:
-    each grid point is one task holding its repetitions, so two workers take
-    ``ceil(points / 2)`` points' time."""
+    and rounds) at the case's width and at m = 10^6, and the wall time with ``--jobs 2``.
+    Where the trainer declares the repetitions independent (the runner's
+    :func:`~verify.runner.point_tasks`) every repetition is a task and two workers take
+    ``ceil(points reps / 2)`` repetitions' time (timed: one repetition alone); otherwise a
+    point is one task holding its repetitions, ``ceil(points / 2)`` points' time."""
     case = load(NONVACUOUS_CASE)
     X, y = case.trainer.make_data(case.data, data_rng(case), NONVACUOUS_CASE.parent)
     points, reps, rounds = len(case.grid["xi"]), case.repetitions, case.base["rounds"]
     keys = ("kappa", "eta", "p", "tau", "scaling")
     params = {k: case.base[k] for k in keys} | {"xi": min(case.grid["xi"])}
+    apart = case.trainer.independent_repetitions({**case.data, **case.base, **params}, X)
+    per_task, tasks = (1, points * reps) if apart else (reps, points)
     for m in sorted({case.base["m"], WIDE["m"]}):
-        r1 = 1 + max(4, 10**8 // (m * reps))
-        runs = {"trainer": trainer_run(X, y, reps, None, m=m, **params)}
+        r1 = 1 + max(4, 10**8 // (m * per_task))
+        runs = {"trainer": trainer_run(X, y, per_task, None, m=m, **params)}
         t, spread = per_round(runs, 1, r1)["trainer"]
-        wall = math.ceil(points / 2) * rounds * t
+        wall = math.ceil(tasks / 2) * rounds * t
         print(
-            f"\n{NONVACUOUS_CASE.name} at m={m}: {t * 1e3:.2f} ms per round for its {reps} "
-            f"repetitions (spread {spread:.2f}); {points} points x {rounds} rounds on 2 workers: "
-            f"{wall / 60:.1f} min"
+            f"\n{NONVACUOUS_CASE.name} at m={m}: {t * 1e3:.2f} ms per round of a task "
+            f"({per_task} repetition(s), spread {spread:.2f}); {tasks} tasks x {rounds} rounds "
+            f"on 2 workers: {wall / 60:.1f} min"
         )
         targets.record(
             f"non-vacuous case m={m}, {points} points x {reps} reps x {rounds} rounds, 2 workers",

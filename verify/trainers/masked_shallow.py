@@ -45,12 +45,19 @@ neurons, in two matmuls per block, plus a few passes over in-cache memory):
   all m neurons every :data:`RESYNC` rounds.
 * Averaging: each neuron's copies are summed per surrogate into an ``(m, d)`` accumulator;
   with disjoint masks a neuron simply takes its one trained copy.
+* Compiled elementwise passes: where numba is available, the activity, the ReLU sums, the
+  0/1 activity and the scaled step of each block are compiled loops around its two
+  products (:mod:`verify.trainers.block_helpers`).
 * One local step (tau = 1, Bernoulli masks, ``n d`` up to
-  :data:`~verify.trainers.fused_kernels.MAX_ND`, numba available, and not the incremental
-  case above, whose work is proportional to the keep probability): none of the above.  A round is one fused pass over each repetition's
-  weights (:mod:`verify.trainers.fused_kernels`) that moves every neuron by the mean of its
-  copies' steps and computes, at the new weights, the next loss and the next round's
-  surrogate outputs.
+  :data:`~verify.trainers.fused_kernels.MAX_ND`, or up to
+  :data:`~verify.trainers.fused_kernels.SINGLE_MAX_ND` for p = 1, numba available, and not
+  the incremental case above, whose work is proportional to the keep probability): none of
+  the above.  A round is one fused pass over each repetition's weights
+  (:mod:`verify.trainers.fused_kernels`) that moves every neuron by the mean of its copies'
+  steps and computes, at the new weights, the next loss and the next round's surrogate
+  outputs.  Each repetition is then its own pass: trained alone it gives the same numbers
+  bit for bit (:func:`independent_repetitions`), so the runner may spread a point's
+  repetitions over the workers.
 
 These choices change results only at rounding level; the tests compare the loss curves
 with a plain loop to a relative 1e-10.
