@@ -202,3 +202,20 @@ def test_independent_repetitions_are_tasks_of_their_own(tmp_path):
         pd.testing.assert_frame_equal(
             joined.drop(columns="wall_time_s"), alone.drop(columns="wall_time_s")
         )
+
+
+def test_point_pieces_refuse_tasks_that_declare_different_outputs():
+    """A point's tasks must agree on the outputs they declare; a mismatch is an error, not
+    a table with holes."""
+    from verify.result_schema import OUTPUTS_KEY
+    from verify.runner import PointPieces
+    from verify.schema import CaseError
+
+    tasks = [Task("c", "t", "k", {}, (0, 0), 0, 2, None, None, (), (r,)) for r in (0, 1)]
+    pieces = PointPieces(tasks)
+    a, b = pd.DataFrame({"rep": [0]}), pd.DataFrame({"rep": [1]})
+    a.attrs[OUTPUTS_KEY] = {"curves": ["loss"], "scalars": []}
+    b.attrs[OUTPUTS_KEY] = {"curves": ["loss"], "scalars": ["extra"]}
+    assert pieces.add("k", b) is None
+    with pytest.raises(CaseError, match="declared different outputs"):
+        pieces.add("k", a)

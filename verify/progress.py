@@ -1,4 +1,4 @@
-"""Progress display for long runs (points done, rate, ETA) on standard error."""
+"""Progress display for long runs (tasks done, rate, ETA) on standard error."""
 
 from __future__ import annotations
 
@@ -10,12 +10,13 @@ from tqdm import tqdm
 
 
 @contextmanager
-def progress_bar(total: int, description: str) -> Iterator[tqdm]:
-    """A tqdm bar over grid points; quiet when nothing is to be trained."""
+def progress_bar(total: int, description: str, unit: str = "task") -> Iterator[tqdm]:
+    """A tqdm bar over the tasks (a grid point, or one repetition of it); quiet when nothing
+    is to be trained."""
     bar = tqdm(
         total=total,
         desc=description,
-        unit="point",
+        unit=unit,
         file=sys.stderr,
         disable=total == 0,
         dynamic_ncols=True,
