@@ -151,9 +151,9 @@ def check_independent_repetitions(trainer: Trainer, params: Mapping[str, Any]) -
     if not trainer.independent_repetitions(params, X):
         return
     together = _run(trainer, params)
-    for r in range(REPETITIONS):
-        rngs, init = generators(0, REPETITIONS, 1)[r : r + 1], generators(0, REPETITIONS, 2)
-        alone = trainer.run(params, X, y, rngs, init[r : r + 1])
+    for r in range(REPETITIONS):  # fresh generators: repetition r's streams of _run
+        rngs, init = generators(0, REPETITIONS, 1), generators(0, REPETITIONS, 2)
+        alone = trainer.run(params, X, y, rngs[r : r + 1], init[r : r + 1])
         assert len(alone) == 1, f"one repetition given, {len(alone)} outputs returned"
         why = _same(together[r], alone[0])
         assert not why, f"declared independent, but repetition {r} trained alone: {why}"

@@ -40,10 +40,14 @@ import numpy as np
 
 from . import block_helpers
 
-#: one block of a batch: its rows ``lo:hi``, the pieces ``(segment, plo, phi)`` of the
-#: segments it intersects (block coordinates) and the same pieces as the ``(k, 4)`` table
-#: ``(segment, 0, plo, phi)`` of :func:`~verify.trainers.block_helpers.relu_sums`
-Block = tuple[int, int, list[tuple[int, int, int]], np.ndarray]
+#: pieces of a block: ``(target, coefficient row, plo, phi)``, rows ``plo:phi`` of the block
+#: summed into ``sums[target]`` with coefficients ``C[row]`` (block coordinates)
+Pieces = list[tuple[int, int, int, int]]
+
+#: one block of a batch: its rows ``lo:hi``, the pieces ``(segment, 0, plo, phi)`` of the
+#: segments it intersects and the same pieces as the ``(k, 4)`` integer table of
+#: :func:`~verify.trainers.block_helpers.relu_sums`
+Block = tuple[int, int, Pieces, np.ndarray]
 
 #: bytes of one ``block x n`` buffer (pre-activations, the 0/1 activity): 512 copies in
 #: float64 and 1024 in float32 at n = 64.  Measured here with the compiled elementwise
@@ -92,28 +96,15 @@ class Kernels:
         """
         rows = W.shape[0]
         sums = np.zeros((len(coefs), self.X.shape[0]), dtype=self.X.dtype)
-        if self.compiled:
-            C = np.stack(coefs)
-            for lo in range(0, rows, self.block):
-                hi = min(lo + self.block, rows)
-                Z = self.Z[: hi - lo]
-                np.matmul(W[lo:hi], self.XT, out=Z)
-                act = self.act[: hi - lo] if active is None else active[lo:hi]
-                table = np.array([(j, j, 0, hi - lo) for j in range(len(coefs))], dtype=np.int64)
-                block_helpers.relu_sums(Z, C[:, lo:hi], act, table, sums)
-            return sums
+        C = np.stack(coefs)
         for lo in range(0, rows, self.block):
             hi = min(lo + self.block, rows)
-            Z, A = self.Z[: hi - lo], self.A[: hi - lo]
-            np.matmul(W[lo:hi], self.XT, out=Z)
-            if active is not None:
-                np.greater(Z, 0.0, out=active[lo:hi])
-            np.abs(Z, out=A)
+            whole = [(j, j, 0, hi - lo) for j in range(len(coefs))]
+            self._block_forward(W, C, lo, hi, whole, active, sums)
+        if not self.compiled:
             for j, c in enumerate(coefs):
-                sums[j] += c[lo:hi] @ A
-        for j, c in enumerate(coefs):
-            sums[j] += self.X @ (c @ W)
-        sums *= 0.5
+                sums[j] += self.X @ (c @ W)
+            sums *= 0.5
         return sums
 
     def plan(self, starts: np.ndarray, rows: int) -> list[Block]:
@@ -131,9 +122,8 @@ class Kernels:
             for seg in range(first, last):
                 plo, phi = max(starts[seg], lo), min(starts[seg + 1], hi)
                 if phi > plo:
-                    pieces.append((seg, int(plo - lo), int(phi - lo)))
-            table = np.array([(seg, 0, plo, phi) for seg, plo, phi in pieces], dtype=np.int64)
-            blocks.append((lo, hi, pieces, table.reshape(-1, 4)))
+                    pieces.append((seg, 0, int(plo - lo), int(phi - lo)))
+            blocks.append((lo, hi, pieces, np.array(pieces, dtype=np.int64).reshape(-1, 4)))
         return blocks
 
     def segment_forward(
@@ -150,34 +140,44 @@ class Kernels:
         """
         if self.compiled:
             sums = np.zeros((len(starts) - 1, self.X.shape[0]), dtype=self.X.dtype)
-            for lo, hi, _, table in blocks:
-                self._block_forward(W, a, lo, hi, table, active, sums)
-            return sums
-        sums = self._linear_sums(W, a, starts)
-        for lo, hi, pieces, _ in blocks:
-            Z, A = self.Z[: hi - lo], self.A[: hi - lo]
-            np.matmul(W[lo:hi], self.XT, out=Z)
-            np.greater(Z, 0.0, out=active[lo:hi])
-            np.abs(Z, out=A)
-            for seg, plo, phi in pieces:
-                sums[seg] += a[lo + plo : lo + phi] @ A[plo:phi]
-        sums *= 0.5
+        else:
+            sums = self._linear_sums(W, a, starts)
+        for lo, hi, pieces, table in blocks:
+            self._block_forward(W, a[None], lo, hi, pieces, active, sums, table)
+        if not self.compiled:
+            sums *= 0.5
         return sums
 
     def _block_forward(
         self,
         W: np.ndarray,
-        a: np.ndarray,
+        C: np.ndarray,
         lo: int,
         hi: int,
-        table: np.ndarray,
-        active: np.ndarray,
+        pieces: Pieces,
+        active: np.ndarray | None,
         sums: np.ndarray,
+        table: np.ndarray | None = None,
     ) -> None:
-        """Compiled: one block's pre-activations, activity and ReLU sums (added to ``sums``)."""
+        """One block's pre-activations, its activity into ``active[lo:hi]`` (when given)
+        and its pieces' ReLU sums added to ``sums`` (``C``: coefficient rows indexed like
+        ``W``'s rows; ``table``: ``pieces`` as an integer array).  The NumPy expressions add
+        only the ``|z|`` half of ``relu(z) = (z + |z|) / 2``; the caller adds the linear half
+        (:meth:`_linear_sums`) and halves."""
         Z = self.Z[: hi - lo]
         np.matmul(W[lo:hi], self.XT, out=Z)
-        block_helpers.relu_sums(Z, a[None, lo:hi], active[lo:hi], table, sums)
+        if self.compiled:
+            act = self.act[: hi - lo] if active is None else active[lo:hi]
+            if table is None:
+                table = np.array(pieces, dtype=np.int64).reshape(-1, 4)
+            block_helpers.relu_sums(Z, C[:, lo:hi], act, table, sums)
+            return
+        if active is not None:
+            np.greater(Z, 0.0, out=active[lo:hi])
+        A = self.A[: hi - lo]
+        np.abs(Z, out=A)
+        for target, row, plo, phi in pieces:
+            sums[target] += C[row, lo + plo : lo + phi] @ A[plo:phi]
 
     def segment_step(
         self,
@@ -205,22 +205,15 @@ class Kernels:
                 block_helpers.as_float(active[lo:hi], G)
             else:
                 np.copyto(G, active[lo:hi])
-            for seg, plo, phi in pieces:
+            for seg, _, plo, phi in pieces:
                 np.matmul(G[plo:phi], E[seg], out=GE[plo:phi])
             if self.compiled:
                 block_helpers.take_step(W[lo:hi], GE, rate[lo:hi])
-                if sums is not None:
-                    self._block_forward(W, a, lo, hi, table, active, sums)
-                continue
-            GE *= rate[lo:hi, None]
-            W[lo:hi] -= GE
+            else:
+                GE *= rate[lo:hi, None]
+                W[lo:hi] -= GE
             if sums is not None:
-                Z, A = self.Z[: hi - lo], self.A[: hi - lo]
-                np.matmul(W[lo:hi], self.XT, out=Z)
-                np.greater(Z, 0.0, out=active[lo:hi])
-                np.abs(Z, out=A)
-                for seg, plo, phi in pieces:
-                    sums[seg] += a[lo + plo : lo + phi] @ A[plo:phi]
+                self._block_forward(W, a[None], lo, hi, pieces, active, sums, table)
         if sums is not None and not self.compiled:
             sums += self._linear_sums(W, a, starts)
             sums *= 0.5

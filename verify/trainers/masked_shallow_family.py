@@ -66,6 +66,10 @@ def memory_bytes(params: Mapping[str, Any], reps: int) -> float:
     return 8.0 * (4 * reps * m * d + 2 * selected * d) + activity + 4 * BLOCK_BYTES + kernels
 
 
+#: the masking parameters that decide whether the fused rounds train a point
+MASK_KEYS = ("tau", "p", "scheme", "xi")
+
+
 def repetitions_apart(params: Mapping[str, Any], X: np.ndarray) -> bool:
     """Whether the point's repetitions may be trained as separate tasks, bit for bit the same
     (:func:`~verify.trainers.masked_shallow.independent_repetitions`)."""
@@ -73,8 +77,6 @@ def repetitions_apart(params: Mapping[str, Any], X: np.ndarray) -> bool:
     keep = 1.0 / p if scheme == "partition" else xi
     return independent_repetitions(*X.shape, tau, p, scheme, keep)
 
-
-MASK_KEYS = ("tau", "p", "scheme", "xi")
 
 
 def derive(params: dict[str, Any]) -> dict[str, Any]:
