@@ -294,8 +294,10 @@ def unrolled_warm() -> dict[int, float]:
     for p in (1, NONVACUOUS["p"]):
         start = time.perf_counter()
         WT, a, X = np.zeros((d, 64)), np.ones(64), np.ones((n, d))
-        act = np.zeros(64, dtype=unrolled_kernels.activity_dtype(n))
-        fused_kernels.fused_round(WT, a, X, 0, 0, 1, p, 0.5, np.zeros((0, n)), 0.0, True, True, act)
+        words = unrolled_kernels.Words(64, n, p)
+        fused_kernels.fused_round(
+            WT, a, X, 0, 0, 1, p, 0.5, np.zeros((0, n)), 0.0, True, True, words
+        )
         took[p] = time.perf_counter() - start
         print(f"\nunrolled kernel n={n} d={d} p={p}: ready in {took[p]:.1f} s")
     return took

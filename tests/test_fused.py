@@ -99,39 +99,86 @@ def test_fused_round_comparison_detects_a_wrong_update(global_seed):
     np.testing.assert_allclose(WT.T, _plain_round(X, y, W, a, masks, eta, s, average=False))
 
 
+def _unrolled_against_loops(n, d, p, m, dtype, rng, source=None):
+    """Run the kernel generated for (n, d, p) (or from ``source``) and the loops over a
+    sequence of calls on the same weights and words: the first forward pass (0, p), training
+    rounds feeding the next (p, p) with averaged and summed copies, the last round (p, 0),
+    and a forward pass after it, each call's key the previous call's next key.  Returns
+    whether every call gave the same weights and sums bit for bit."""
+    X, WT, a, err = _round_inputs(rng, n, d, m, p, dtype)
+    T = threshold(0.7)
+    step = WT.dtype.type(0.05)
+    if source is None:
+        unrolled = kernel(n, d, p)
+    else:
+        namespace: dict = {}
+        exec(source.replace("cache=True", "cache=False"), namespace)
+        unrolled = namespace["kernel"]
+    words = unrolled_kernels.Words(m, n, p)
+    W1, W2 = WT.copy(), WT.copy()
+    same = True
+    nkey = draw_key(rng)
+    calls = [(0, p, True), (p, p, True), (p, p, False), (p, 0, True), (0, p, True)]
+    for p_now, q, average in calls:
+        key, nkey = nkey, draw_key(rng)
+        full = np.zeros((p, n), dtype=dtype)
+        full[:p_now] = err[:p_now]
+        before = W1.copy()
+        loops = fused_kernels._round(W1, a, X, key, p_now, nkey, q, T, err[:p_now], step, average)
+        fast = unrolled(W2, a, X, key, p_now, nkey, q, T, full, step, average, words.bits)
+        same &= np.array_equal(W1, W2) and np.array_equal(loops, fast)
+        if m > 1:  # a training round moves the weights
+            assert (p_now == 0) == np.array_equal(W1, before)
+    return same
+
+
 @needs_numba
 @pytest.mark.parametrize("n,d,p", [(8, 4, 4), (8, 4, 1), (3, 5, 2), (1, 1, 3)])
 @pytest.mark.parametrize("m", [1, 63, 64, 65, 1000])
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_unrolled_kernel_is_the_loops_bit_for_bit(n, d, p, m, dtype, global_seed):
-    """The kernel generated for (n, d, p) returns the loops' weights and sums exactly over a
-    sequence of calls on the same weights and activity words: the first forward pass (0, p),
-    training rounds feeding the next (p, p) with averaged and summed copies, the last round
-    (p, 0), and a forward pass after it."""
+    """The kernel generated for (n, d, p) returns the loops' weights and sums exactly, with
+    the gradient table (m at least TABLE_ROWS 2^(n + p): (3, 5, 2) from m = 128, (1, 1, 3)
+    from 64) and without it."""
     rng = np.random.default_rng(global_seed)
-    X, WT, a, err = _round_inputs(rng, n, d, m, p, dtype)
-    T = threshold(0.7)
-    step = WT.dtype.type(0.05)
-    unrolled = kernel(n, d, p)
-    act = np.zeros(m, dtype=unrolled_kernels.activity_dtype(n))
-    W1, W2 = WT.copy(), WT.copy()
-    calls = [(0, p, True), (p, p, True), (p, p, False), (p, 0, True), (0, p, True)]
-    for p_now, q, average in calls:
-        key, nkey = draw_key(rng), draw_key(rng)
-        full = np.zeros((p, n), dtype=dtype)
-        full[:p_now] = err[:p_now]
-        before = W1.copy()
-        loops = fused_kernels._round(W1, a, X, key, p_now, nkey, q, T, err[:p_now], step, average)
-        fast = unrolled(W2, a, X, key, p_now, nkey, q, T, full, step, average, act)
-        assert np.array_equal(W1, W2) and np.array_equal(loops, fast), (p_now, q, average)
-        if m > 1:  # a training round moves the weights
-            assert (p_now == 0) == np.array_equal(W1, before)
+    assert _unrolled_against_loops(n, d, p, m, dtype, rng)
 
 
-def test_unrolled_kernel_needs_the_activity_words():
+@needs_numba
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_unrolled_kernel_with_its_table_is_the_loops_at_the_wide_size(dtype, global_seed):
+    """n = 8, d = 4, p = 4 (the non-vacuous case's size) with m large enough for the table."""
+    m = unrolled_kernels.TABLE_ROWS * 2 ** (8 + 4) + 5
+    assert _unrolled_against_loops(8, 4, 4, m, dtype, np.random.default_rng(global_seed))
+
+
+@needs_numba
+def test_unrolled_comparison_detects_a_changed_table():
+    """Negative control: the table's first gradient coordinate summed over the 8 points in
+    the reverse order is not bit-identical to the loops (the comparison sees the table)."""
+    n, d, p, m = 8, 4, 1, 3000  # tabled from m = 4 * 2^9
+    src = unrolled_kernels.source(n, d, p)
+    first = "G[gb + 0] = zero + " + " + ".join(f"s{i} * x{i}_0" for i in range(n))
+    reordered = "G[gb + 0] = zero + " + " + ".join(f"s{i} * x{i}_0" for i in reversed(range(n)))
+    assert src.count(first) == 1
+    changed = src.replace(first, reordered)
+    assert not _unrolled_against_loops(n, d, p, m, "float64", np.random.default_rng(3), changed)
+    assert _unrolled_against_loops(n, d, p, m, "float64", np.random.default_rng(3), src)
+
+
+def test_unrolled_kernel_needs_the_words_of_the_previous_call():
     X, WT, a, err = _round_inputs(np.random.default_rng(0), 8, 4, 50, 2)
-    with pytest.raises(ValueError, match="activity"):
+    with pytest.raises(ValueError, match="words"):
         fused_kernels.fused_round(WT, a, X, 1, 2, 2, 2, 0.5, err, 0.1, True, True)
+    if not fused_kernels.AVAILABLE:
+        return
+    words = unrolled_kernels.Words(50, 8, 2)
+    fused_kernels.fused_round(WT, a, X, 0, 0, 7, 2, 0.5, err[:0], 0.0, True, True, words)
+    assert words.key == 7
+    with pytest.raises(ValueError, match="holders of round key 7"):  # not the next round's key
+        fused_kernels.fused_round(WT, a, X, 8, 2, 9, 2, 0.5, err, 0.1, True, True, words)
+    fused_kernels.fused_round(WT, a, X, 7, 2, 9, 0, 0.5, err, 0.1, True, True, words)
+    assert words.key is None
 
 
 @needs_numba
@@ -149,7 +196,7 @@ def test_unrolled_comparison_detects_a_changed_sum_order(global_seed):
     X, WT, a, err = _round_inputs(rng, n, d, m, p)
     args = (draw_key(rng), 0, draw_key(rng), p, threshold(0.9), err, 0.05, True)
     W1, W2 = WT.copy(), WT.copy()
-    act1, act2 = (np.zeros(m, dtype=np.uint8) for _ in range(2))
+    act1, act2 = (unrolled_kernels.Words(m, n, p).bits for _ in range(2))
     out1 = kernel(n, d, p)(W1, a, X, *args, act1)
     out2 = namespace["kernel"](W2, a, X, *args, act2)
     np.testing.assert_allclose(out1, out2, rtol=1e-10)

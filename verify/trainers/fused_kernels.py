@@ -64,7 +64,7 @@ LANES = 64
 #: above :data:`SINGLE_MAX_ND`.
 MAX_ND = 1024
 
-#: largest ``n d`` and number of surrogates (and n <= 64) for which a kernel unrolled for the
+#: largest ``n d`` and number of surrogates (and n + p <= 64) for which a kernel unrolled for the
 #: case's n, d and p is generated (:mod:`verify.trainers.unrolled_kernels`): every pre-activation,
 #: error sum and gradient of a neuron in registers.  Larger sizes use the loops of
 #: :func:`_round` (same sums, same order, same results bit for bit).
@@ -241,7 +241,7 @@ def fused_round(
     step: float,
     average: bool,
     unroll: bool = False,
-    activity: np.ndarray | None = None,
+    words: unrolled_kernels.Words | None = None,
 ) -> np.ndarray:
     """One masked round with tau = 1 on the transposed weights ``WT`` (d x m, C-contiguous)
     in place, one pass over the weights.
@@ -252,11 +252,11 @@ def fused_round(
     ``(1 + q, n)`` raw ReLU sums at the new weights, accumulated in float64: the full
     network's, then the next surrogates'.  With ``unroll`` (and sizes within
     :func:`unrolled`) the round runs the kernel generated for (n, d, p): the same sums bit
-    for bit, faster.  It needs ``activity``, one word per neuron
-    (:func:`~verify.trainers.unrolled_kernels.activity_dtype`) that every call rewrites with
-    the signs of the pre-activations at the new weights and the next call reads instead of
-    recomputing them: pass the same array with the same weights every call, starting with a
-    forward pass (``p = 0``).
+    for bit, faster.  It needs ``words`` (:class:`~verify.trainers.unrolled_kernels.Words`),
+    which every call rewrites with the activity at the new weights and the holders of the
+    round ``nkey`` and the next call reads instead of recomputing them: pass the same
+    object with the same weights every call, starting with a forward pass (``p = 0``),
+    each call's ``key`` the previous call's ``nkey``.
     """
     n, d = X.shape
     if WT.shape[0] != d or not WT.flags.c_contiguous:
@@ -268,21 +268,27 @@ def fused_round(
     P = max(p, q)
     if unroll and unrolled(n, d, P):
         if (
-            activity is None
-            or activity.shape != (WT.shape[1],)
-            or activity.dtype != unrolled_kernels.activity_dtype(n)
+            words is None
+            or words.bits.shape != (WT.shape[1],)
+            or words.bits.dtype != unrolled_kernels.word_dtype(n, P)
         ):
-            raise ValueError("the unrolled kernel needs the activity words of the previous call")
+            raise ValueError("the unrolled kernel needs the words of the previous call")
+        if p > 0 and words.key != np.uint64(key):
+            raise ValueError(
+                f"the words hold the holders of round key {words.key}, not of this round's {key}"
+            )
         full = np.zeros((P, n), dtype=WT.dtype)
         full[:p] = err
-        return unrolled_kernels.kernel(n, d, P)(WT, a, X, *args, full, *tail, activity)
+        sums = unrolled_kernels.kernel(n, d, P)(WT, a, X, *args, full, *tail, words.bits)
+        words.key = np.uint64(nkey) if q > 0 else None
+        return sums
     return _round(WT, a, X, *args, err, *tail)
 
 
 def unrolled(n: int, d: int, p: int) -> bool:
     """Whether a kernel unrolled for this size is generated (:data:`UNROLL_MAX_ND`,
     :data:`UNROLL_MAX_P`)."""
-    return 0 < p <= UNROLL_MAX_P and n * d <= UNROLL_MAX_ND and n <= 64
+    return 0 < p <= UNROLL_MAX_P and n * d <= UNROLL_MAX_ND and n + p <= 64
 
 
 def use_unrolled(n: int, d: int, p: int, work: int) -> bool:

@@ -394,13 +394,13 @@ def _fused_passes(run: _Rounds) -> None:
             W[rows[r]] = WT[r].T
 
     unroll = fused_kernels.use_unrolled(n, X.shape[1], p, m * R * rounds)
-    acts = [np.zeros(m, unrolled_kernels.activity_dtype(n)) if unroll else None for _ in rows]
+    words = [unrolled_kernels.Words(m, n, p) if unroll else None for _ in rows]
     keys = draw(rounds > 0)
     q = p if rounds else 0
 
     def fused(r: int, key, p_now: int, nkey, q: int, err: np.ndarray, step: float, average: bool):
         return fused_kernels.fused_round(
-            WT[r], coefs[r], X, key, p_now, nkey, q, xi, err, step, average, unroll, acts[r]
+            WT[r], coefs[r], X, key, p_now, nkey, q, xi, err, step, average, unroll, words[r]
         )
 
     sums = [fused(r, 0, 0, keys[r], q, np.zeros((0, n)), 0.0, True) for r in range(R)]
