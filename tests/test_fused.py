@@ -99,14 +99,14 @@ def test_fused_round_comparison_detects_a_wrong_update(global_seed):
     np.testing.assert_allclose(WT.T, _plain_round(X, y, W, a, masks, eta, s, average=False))
 
 
-def _unrolled_against_loops(n, d, p, m, dtype, rng, source=None):
+def _unrolled_against_loops(n, d, p, m, dtype, rng, source=None, xi=0.7):
     """Run the kernel generated for (n, d, p) (or from ``source``) and the loops over a
     sequence of calls on the same weights and words: the first forward pass (0, p), training
     rounds feeding the next (p, p) with averaged and summed copies, the last round (p, 0),
     and a forward pass after it, each call's key the previous call's next key.  Returns
     whether every call gave the same weights and sums bit for bit."""
     X, WT, a, err = _round_inputs(rng, n, d, m, p, dtype)
-    T = threshold(0.7)
+    T = threshold(xi)
     step = WT.dtype.type(0.05)
     if source is None:
         unrolled = kernel(n, d, p)
@@ -142,6 +142,16 @@ def test_unrolled_kernel_is_the_loops_bit_for_bit(n, d, p, m, dtype, global_seed
     from 64) and without it."""
     rng = np.random.default_rng(global_seed)
     assert _unrolled_against_loops(n, d, p, m, dtype, rng)
+
+
+@needs_numba
+@pytest.mark.parametrize("n,d,p", [(8, 4, 4), (3, 5, 2)])
+@pytest.mark.parametrize("m", [65, 1000])
+def test_unrolled_kernel_at_keep_probability_one_is_the_loops(n, d, p, m, global_seed):
+    """xi = 1: the kernel draws no masks and copies the full network's lanes to every
+    surrogate; the loops draw and sum them: the same numbers."""
+    rng = np.random.default_rng(global_seed)
+    assert _unrolled_against_loops(n, d, p, m, "float64", rng, xi=1.0)
 
 
 @needs_numba

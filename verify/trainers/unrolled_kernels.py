@@ -107,6 +107,9 @@ def source(n: int, d: int, p: int) -> str:
     :data:`TABLE_ROWS` times the table's 2^(n + p) entries, the kernel first computes
     ``g(word)`` for every word (the same sums in the same order as the per-neuron loop) and
     the training loop reads it; otherwise it forms each neuron's error sums and gradient.
+    With keep probability 1 (``T = 2^53``) every surrogate holds every neuron: the kernel
+    sets the holder bits without drawing them and gives each surrogate the full network's
+    lanes, which are the sums the draws would have added term by term.
     Every per-neuron stream of the block is a view at a constant offset of one of two
     allocations (``S``: error sums, coefficients and weights in the weights' precision;
     ``F``: output terms and lanes in float64), so the compiler can tell the streams apart
@@ -163,6 +166,7 @@ def source(n: int, d: int, p: int) -> str:
             "; ".join(f"lane{j}_{i} = F[{n * L + lane(j, i)}:{n * L + lane(j, i) + L}]" for i in I),
         )
     emit(1, "H = np.zeros(L, dtype=act.dtype)  # the next round's holder bits of a block")
+    emit(1, "kept = T >= np.uint64(2**53)  # every uniform lies below the threshold")
     if table:
         words = 2 ** (n + p)
         emit(1, f"table = p > 0 and m >= {TABLE_ROWS * words}")
@@ -229,7 +233,11 @@ def source(n: int, d: int, p: int) -> str:
             f"(np.uint64(1) << np.uint64({i}) if z{i} > zero else np.uint64(0))" for i in I
         ),
     )
-    emit(2, "if q > 0:")
+    held = sum(1 << (n + j) for j in P)
+    emit(2, "if q > 0 and kept:  # keep probability 1: every surrogate holds every neuron")
+    emit(3, "for t in range(b):")
+    emit(4, f"act[lo + t] |= np.uint64({held})")
+    emit(2, "elif q > 0:")
     for j in P:
         emit(3, f"nbase{j} = nkey + GAMMA * np.uint64({j} * m + lo + 1)")
     emit(3, "for t in range(b):  # the next round's holders and surrogates' outputs")
@@ -245,7 +253,11 @@ def source(n: int, d: int, p: int) -> str:
     )
     emit(3, "for t in range(b):  # (a loop of its own: the one above stays vectorised)")
     emit(4, "act[lo + t] |= H[t]")
-    emit(1, f"return lane_totals(F[{n * L}:].reshape(({1 + p}, {n}, L))[: 1 + q])")
+    emit(1, f"lanes = F[{n * L}:].reshape(({1 + p}, {n}, L))")
+    emit(1, "if kept:  # each surrogate's lanes are the full network's, the same sums")
+    emit(2, "for j in range(1, 1 + q):")
+    emit(3, "lanes[j] = lanes[0]")
+    emit(1, "return lane_totals(lanes[: 1 + q])")
     return "".join(out)
 
 
