@@ -199,7 +199,7 @@ def test_unrolled_comparison_detects_a_changed_sum_order(global_seed):
     src = unrolled_kernels.source(n, d, p)
     first = "z0 = zero + " + " + ".join(f"x0_{k} * w{k}" for k in range(d))
     reordered = "z0 = zero + " + " + ".join(f"x0_{k} * w{k}" for k in reversed(range(d)))
-    assert src.count(first) == 1  # the forward pass's
+    assert src.count(first) >= 1  # the forward pass's (one loop with draws, one without)
     namespace: dict = {}
     exec(src.replace(first, reordered).replace("cache=True", "cache=False"), namespace)
     rng = np.random.default_rng(global_seed)

@@ -121,7 +121,8 @@ def source(n: int, d: int, p: int) -> str:
     su, cf, ws = (lambda i: i * L), n * L, (lambda k: (n + 1 + k) * L)
     lane = lambda j, i: (j * n + i) * L  # noqa: E731 - offsets, one line each
     table = tabled(n, p)
-    out = [_HEADER.format(n=n, d=d, p=p, scratch=(n + 1 + d) * L, values=(2 + p) * n * L)]
+    word = word_dtype(n, p).name  # the words' integer type: their bits built in it
+    out = [_HEADER.format(n=n, d=d, p=p, scratch=(n + 1 + d) * L, values=(1 + p) * n * L)]
 
     def emit(indent: int, line: str) -> None:
         out.append("    " * indent + line + "\n")
@@ -159,13 +160,8 @@ def source(n: int, d: int, p: int) -> str:
     emit(1, "; ".join(f"su{i} = S[{su(i)}:{su(i) + L}]" for i in I))
     emit(1, f"cf = S[{cf}:{cf + L}]")
     emit(1, "; ".join(f"w{k}s = S[{ws(k)}:{ws(k) + L}]" for k in K))
-    emit(1, "; ".join(f"v{i}s = F[{su(i)}:{su(i) + L}]" for i in I))
     for j in range(1 + p):
-        emit(
-            1,
-            "; ".join(f"lane{j}_{i} = F[{n * L + lane(j, i)}:{n * L + lane(j, i) + L}]" for i in I),
-        )
-    emit(1, "H = np.zeros(L, dtype=act.dtype)  # the next round's holder bits of a block")
+        emit(1, "; ".join(f"lane{j}_{i} = F[{lane(j, i)}:{lane(j, i) + L}]" for i in I))
     emit(1, "kept = T >= np.uint64(2**53)  # every uniform lies below the threshold")
     if table:
         words = 2 ** (n + p)
@@ -186,20 +182,21 @@ def source(n: int, d: int, p: int) -> str:
     emit(1, "for lo in range(0, m, L):")
     emit(2, "b = min(L, m - lo)")
     emit(2, "ab = a[lo : lo + b]")
-    for k in K:
-        emit(2, f"w{k}s[:b] = wt{k}[lo : lo + b]")
     emit(2, "if table:")
-    if table:
+    if table:  # reads the weights where they lie: no copy into the scratch rows first
         emit(3, "for t in range(b):  # the step, read from the table by the neuron's word")
         emit(4, "bits = act[lo + t]")
         emit(4, f"c = C[bits >> np.uint64({n})]")
         emit(4, "f = step * ab[t] / (c if c > cap else one)")
         emit(4, f"gb = np.int64(bits) * {d}")
         for k in K:
-            emit(4, f"w{k}s[t] = w{k}s[t] - f * G[gb + {k}]")
+            emit(4, f"w{k}s[t] = wt{k}[lo + t] - f * G[gb + {k}]")
     else:
         emit(3, "pass")
-    emit(2, "elif p > 0:")
+    emit(2, "else:")
+    for k in K:
+        emit(3, f"w{k}s[:b] = wt{k}[lo : lo + b]")
+    emit(2, "if p > 0 and not table:")
     emit(3, "for t in range(b):  # this round's holders, error sums, step coefficients")
     emit(4, "bits = act[lo + t]")
     holders(4, "bits")
@@ -218,42 +215,40 @@ def source(n: int, d: int, p: int) -> str:
     emit(2, "if p > 0:")
     for k in K:
         emit(3, f"wt{k}[lo : lo + b] = w{k}s[:b]")
-    emit(2, "for t in range(b):  # the full network's output at the new weights")
-    emit(3, "ar = ab[t]")
-    weights(3)
-    for i in I:
-        emit(3, f"z{i} = {z(i)}")
-        emit(3, f"v{i} = ar * (z{i} if z{i} > zero else zero)")
-        emit(3, f"lane0_{i}[t] += v{i}")
-        emit(3, f"v{i}s[t] = v{i}")
-    emit(
-        3,
-        "act[lo + t] = "
-        + " | ".join(
-            f"(np.uint64(1) << np.uint64({i}) if z{i} > zero else np.uint64(0))" for i in I
-        ),
-    )
-    held = sum(1 << (n + j) for j in P)
-    emit(2, "if q > 0 and kept:  # keep probability 1: every surrogate holds every neuron")
-    emit(3, "for t in range(b):")
-    emit(4, f"act[lo + t] |= np.uint64({held})")
-    emit(2, "elif q > 0:")
+
+    def forward(indent: int) -> None:
+        """The full network's output at the new weights and the neuron's activity bits
+        (``aw``, in the words' type)."""
+        emit(indent, "ar = ab[t]")
+        weights(indent)
+        for i in I:
+            emit(indent, f"z{i} = {z(i)}")
+            emit(indent, f"v{i} = ar * (z{i} if z{i} > zero else zero)")
+            emit(indent, f"lane0_{i}[t] += v{i}")
+        bits = (f"(np.{word}({1 << i}) if z{i} > zero else np.{word}(0))" for i in I)
+        emit(indent, "aw = " + " | ".join(bits))
+
+    # with masks to draw, one loop: the forward pass, then the next round's holders and
+    # surrogates' outputs from the same registers (measured 10-18% faster per round than
+    # two loops passing the outputs through scratch rows, n = 8, d = 4, p = 4, m = 10^6)
+    emit(2, "if q > 0 and not kept:")
     for j in P:
         emit(3, f"nbase{j} = nkey + GAMMA * np.uint64({j} * m + lo + 1)")
-    emit(3, "for t in range(b):  # the next round's holders and surrogates' outputs")
+    emit(3, "for t in range(b):  # forward pass; the next round's holders and outputs")
+    forward(4)
     emit(4, "g = GAMMA * np.uint64(t)")
-    emit(4, "; ".join(f"v{i} = v{i}s[t]" for i in I))
     for j in P:
         emit(4, f"h{j} = (mix(nbase{j} + g) >> S11) < T")
         for i in I:
             emit(4, f"lane{1 + j}_{i}[t] += v{i} if h{j} else zero")
-    emit(
-        4,
-        "H[t] = " + " | ".join(f"(np.uint64({1 << (n + j)}) if h{j} else np.uint64(0))" for j in P),
-    )
-    emit(3, "for t in range(b):  # (a loop of its own: the one above stays vectorised)")
-    emit(4, "act[lo + t] |= H[t]")
-    emit(1, f"lanes = F[{n * L}:].reshape(({1 + p}, {n}, L))")
+    held = " | ".join(f"(np.{word}({1 << (n + j)}) if h{j} else np.{word}(0))" for j in P)
+    emit(4, f"act[lo + t] = aw | {held}")
+    emit(2, "else:  # no draws: keep probability 1 (every surrogate holds every neuron) or q = 0")
+    emit(3, f"held = np.{word}({sum(1 << (n + j) for j in P)} if q > 0 else 0)")
+    emit(3, "for t in range(b):  # forward pass")
+    forward(4)
+    emit(4, "act[lo + t] = aw | held")
+    emit(1, f"lanes = F.reshape(({1 + p}, {n}, L))")
     emit(1, "if kept:  # each surrogate's lanes are the full network's, the same sums")
     emit(2, "for j in range(1, 1 + q):")
     emit(3, "lanes[j] = lanes[0]")
