@@ -42,6 +42,7 @@ from verify.store import read_points
 from verify.trainers.masked_shallow import draw_masks, init_weights, train
 
 from .conftest import TargetLog
+from .work import trainer_products
 
 pytestmark = pytest.mark.bench
 
@@ -620,14 +621,22 @@ def test_useful_flop_rate(
 
 
 def test_cost_scales_with_xi(
-    timings: dict[tuple[int, float, int, int], PointTiming], targets: TargetLog
+    timings: dict[tuple[int, float, int, int], PointTiming],
+    bench_data: tuple[np.ndarray, np.ndarray],
+    targets: TargetLog,
 ) -> None:
-    """A round at xi = 0.25 against a round at xi = 1 (the work is proportional to xi)."""
+    """A round at xi = 0.25 against a round at xi = 1, next to the ratio of their products
+    (:func:`benchmarks.work.trainer_products`: the loss needs all m neurons every round)."""
     print()
+    n, d = bench_data[0].shape
     for m in WIDTHS:
         for p, tau in SURROGATE_STEPS:
             ratio = timings[m, 0.25, p, tau].trainer64 / timings[m, 1.0, p, tau].trainer64
-            print(f"m={m:<5d} p={p} tau={tau}: round(xi=0.25) / round(xi=1) = {ratio:.3f}")
+            ideal = trainer_products(n, d, 0.25, p, tau) / trainer_products(n, d, 1.0, p, tau)
+            print(
+                f"m={m:<5d} p={p} tau={tau}: round(xi=0.25) / round(xi=1) = {ratio:.3f} "
+                f"(products: {ideal:.3f})"
+            )
             if m == max(WIDTHS):
                 targets.record(
                     f"cost(xi=0.25) / cost(xi=1) at m={m} p={p} tau={tau}",

@@ -649,7 +649,10 @@ def _masked_ntk_min(
             distinct.append(idx)
     count = _pattern_counts if X.shape[0] <= PATTERN_MAX_N else _product_counts
     return min(
-        (float(np.linalg.eigvalsh(cosines * counts / m)[0]) for counts in count(active, distinct, m)),
+        (
+            float(np.linalg.eigvalsh(cosines * counts / m)[0])
+            for counts in count(active, distinct, m)
+        ),
         default=math.inf,
     )
 

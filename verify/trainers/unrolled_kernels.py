@@ -97,10 +97,14 @@ def source(n: int, d: int, p: int) -> str:
     pre-activations and the p mask draws (the same comparisons of the same numbers, so the
     same results).
 
-    Per block of L = :data:`~verify.trainers.fused_kernels.LANES` neurons: the block's
-    weights are copied into scratch rows, then the training loop (this round's step), the
-    full network's output at the new weights and the next round's holders and surrogates'
-    outputs, and the weights are copied back.  A neuron's step depends on its weights only
+    Per block of L = :data:`~verify.trainers.fused_kernels.LANES` neurons: the training
+    loop (this round's step) writes the block's new weights into scratch rows (reading them
+    from ``WT``, or from the scratch rows they are first copied into when the step has no
+    table or there is none), they are copied back to ``WT``, and one loop computes at the
+    new weights the full network's output, the activity bits and, where masks are drawn,
+    the next round's holders and surrogates' outputs from the same registers (the words'
+    bits are built in the words' own integer type, which keeps that loop vectorised).
+    A neuron's step depends on its weights only
     through its word (the activity and holder bits): ``-f_c a_r g_k(word)`` with
     ``g_k = sum_i 1[bit i] x_ik sum_{l: bit n + l} err_li`` and ``f_c = step / c`` (c the
     holders, or 1 for summed copies).  With :func:`tabled` sizes and ``m`` at least
@@ -112,7 +116,7 @@ def source(n: int, d: int, p: int) -> str:
     lanes, which are the sums the draws would have added term by term.
     Every per-neuron stream of the block is a view at a constant offset of one of two
     allocations (``S``: error sums, coefficients and weights in the weights' precision;
-    ``F``: output terms and lanes in float64), so the compiler can tell the streams apart
+    ``F``: the output lanes, in float64), so the compiler can tell the streams apart
     and vectorises the loops across neurons (with separately allocated scratch arrays it
     kept the scalar loops).
     """
