@@ -187,18 +187,20 @@ def _direct_masked_ntk_min(X, W, masks, m):
 @pytest.mark.parametrize(
     "xi,p,scheme", [(1.0, 4, "bernoulli"), (0.6, 3, "bernoulli"), (0.5, 3, "partition")]
 )
-@pytest.mark.parametrize("n", [8, 12, 20])  # patterns of one byte, of two; products
-def test_masked_ntk_event_is_definition_1_exactly(xi, p, scheme, n, global_seed):
-    """The exact neuron counts (activity-pattern histograms up to PATTERN_MAX_N points,
-    float32 products beyond; one count per distinct mask) give Definition 1's eigenvalue
-    bit for bit; negative control: counting a different surrogate's neurons is caught."""
+@pytest.mark.parametrize(
+    "n,m,patterns",  # patterns of one byte, of two; products (too many points, too few neurons)
+    [(8, 3000, True), (12, 5000, True), (20, 3000, False), (12, 3000, False)],
+)
+def test_masked_ntk_event_is_definition_1_exactly(xi, p, scheme, n, m, patterns, global_seed):
+    """The exact neuron counts (activity-pattern histograms where by_pattern, float32
+    products otherwise; one count per distinct mask) give Definition 1's eigenvalue bit
+    for bit; negative control: counting a different surrogate's neurons is caught."""
     from bounds.ntk import cosine_matrix
-    from verify.trainers.masked_shallow import PATTERN_MAX_N, _masked_ntk_min
+    from verify.trainers.masked_shallow import _masked_ntk_min, by_pattern
 
-    assert (n <= PATTERN_MAX_N) == (n < 20)
+    assert by_pattern(n, m) == patterns
     rng = np.random.default_rng(global_seed)
     X, _ = sphere(n, 4, rng)
-    m = 3000
     W = rng.standard_normal((m, 4))
     masks = draw_masks(rng, m, xi, p, scheme)
     got = _masked_ntk_min(X, cosine_matrix(X), W, masks, m)

@@ -597,24 +597,34 @@ def _max_movement(W: np.ndarray, W0: np.ndarray) -> float:
 #: float64 ones bit for bit at half the GEMM cost
 EXACT_COUNT_WIDTH = 2**24
 
-#: data points up to which the counts go through a histogram of the neurons' activity
-#: patterns (2^n bins) instead of a product of the activity matrix with itself per surrogate.
-#: n = 8, d = 4, m = 10^6, p = 4: 92 -> 45 ms per sampled round (measured, one thread)
+#: data points up to which the counts may go through a histogram of the neurons' activity
+#: patterns (:func:`by_pattern`) instead of a product of the activity matrix with itself per
+#: surrogate.  n = 8, d = 4, m = 10^6, p = 4: 92 -> 45 ms per sampled round (measured, one
+#: thread)
 PATTERN_MAX_N = 16
+
+
+def by_pattern(n: int, m: int) -> bool:
+    """Whether the masked NTK's counts go through the activity patterns: at most
+    :data:`PATTERN_MAX_N` points and no more patterns (2^n) than neurons, so a histogram's
+    bins cost less than the rows of a product."""
+    return n <= PATTERN_MAX_N and 2**n <= m
 
 
 def _pattern_counts(active: np.ndarray, masks: Sequence[np.ndarray], m: int) -> list[np.ndarray]:
     """``sum_r m_{l,r} 1{.}_ri 1{.}_rj`` per distinct mask through the activity patterns:
     each neuron's n activity bits as one integer, a histogram of the patterns of the mask's
-    neurons, and ``B^T diag(hist) B`` with B the patterns' bits (integers: exact)."""
+    neurons, and ``B^T diag(hist) B`` over the patterns present, with B their bits
+    (integers: exact)."""
     n = active.shape[1]
     packed = np.packbits(active, axis=1, bitorder="little").astype(np.int64)
     pattern = packed[:, 0] if n <= 8 else packed[:, 0] | (packed[:, 1] << 8)
-    bits = ((np.arange(2**n)[:, None] >> np.arange(n)) & 1).astype(np.float64)
     counts = []
     for idx in masks:
         hist = np.bincount(pattern if len(idx) == m else pattern[idx], minlength=2**n)
-        counts.append((bits.T * hist) @ bits)
+        present = np.flatnonzero(hist)
+        bits = ((present[:, None] >> np.arange(n)) & 1).astype(np.float64)
+        counts.append((bits.T * hist[present]) @ bits)
     return counts
 
 
@@ -637,8 +647,8 @@ def _masked_ntk_min(
     ``(m_l o H)_ij = (1/m) x_i.x_j sum_r m_{l,r} 1{w_r.x_i >= 0} 1{w_r.x_j >= 0}``; Theorem 2
     claims it is at least ``lambda0 / 2`` (``lambda0 = lambda_min(xi H_inf)``).  ``X`` in
     float64, ``cosines`` its :func:`~bounds.ntk.cosine_matrix`.  The counts
-    ``sum_r m_{l,r} 1{.} 1{.}`` are integers, computed exactly (:func:`_pattern_counts` up
-    to :data:`PATTERN_MAX_N` points, else :func:`_product_counts`); a mask equal to an
+    ``sum_r m_{l,r} 1{.} 1{.}`` are integers, computed exactly (:func:`_pattern_counts`
+    where :func:`by_pattern`, else :func:`_product_counts`); a mask equal to an
     earlier one of the round (at xi = 1 every surrogate holds every neuron) is not counted
     again.
     """
@@ -647,7 +657,7 @@ def _masked_ntk_min(
     for idx in masks:
         if not any(len(c) == len(idx) and np.array_equal(c, idx) for c in distinct):
             distinct.append(idx)
-    count = _pattern_counts if X.shape[0] <= PATTERN_MAX_N else _product_counts
+    count = _pattern_counts if by_pattern(X.shape[0], m) else _product_counts
     return min(
         (
             float(np.linalg.eigvalsh(cosines * counts / m)[0])
