@@ -8,7 +8,7 @@ implementations' difference in efficiency.
 
 from __future__ import annotations
 
-from verify.trainers.masked_shallow import RESYNC, REUSE_KEEP, _incremental, fused_rounds
+from verify.trainers.masked_shallow import RESYNC, REUSE_KEEP, fused_rounds, incremental_rounds
 
 
 def dense_products(p: int, tau: int) -> float:
@@ -31,7 +31,7 @@ def trainer_products(n: int, d: int, xi: float, p: int, tau: int) -> float:
     """
     if fused_rounds(n, d, tau, p, "bernoulli", xi):
         return 1 + 1 - (1 - xi) ** p
-    if _incremental(p, "bernoulli", xi):
+    if incremental_rounds(p, "bernoulli", xi):
         return xi * (2 * tau + 1) + 1 / RESYNC
     first = 2 * tau - 1 if xi >= REUSE_KEEP else 2 * tau
     return 1 + p * xi * first

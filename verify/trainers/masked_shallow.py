@@ -253,7 +253,7 @@ def fused_rounds(n: int, d: int, tau: int, p: int, scheme: str, keep: float) -> 
     masks at low keep probability, whose incremental blocked rounds (work ~ xi) were
     measured faster than a full pass."""
     fusable = tau == 1 and fused_kernels.use_fused(n, d, scheme, p)
-    return fusable and not _incremental(p, scheme, keep)
+    return fusable and not incremental_rounds(p, scheme, keep)
 
 
 def independent_repetitions(n: int, d: int, tau: int, p: int, scheme: str, keep: float) -> bool:
@@ -306,7 +306,7 @@ def _blocked_passes(run: _Rounds, block: int | None) -> None:
     n = X.shape[0]
     keep = 1.0 / p if scheme == "partition" else xi
     disjoint = p == 1 or scheme == "partition"
-    incremental = _incremental(p, scheme, keep)
+    incremental = incremental_rounds(p, scheme, keep)
     reuse = not incremental and keep >= REUSE_KEEP
     kernels = Kernels(X, max(m, BATCH_ROWS), block)
     full_active = np.empty((R * m, n), dtype=bool) if reuse else None
@@ -478,7 +478,7 @@ def _check_divergence(
     return limit
 
 
-def _incremental(p: int, scheme: str, keep: float) -> bool:
+def incremental_rounds(p: int, scheme: str, keep: float) -> bool:
     """Whether the blocked rounds track the output from the selected neurons' change only
     (disjoint masks, keep probability below :data:`INCREMENTAL_KEEP`)."""
     return (p == 1 or scheme == "partition") and keep < INCREMENTAL_KEEP

@@ -99,8 +99,8 @@ def source(n: int, d: int, p: int) -> str:
 
     Per block of L = :data:`~verify.trainers.fused_kernels.LANES` neurons: the training
     loop (this round's step) writes the block's new weights into scratch rows (reading them
-    from ``WT``, or from the scratch rows they are first copied into when the step has no
-    table or there is none), they are copied back to ``WT``, and one loop computes at the
+    from ``WT`` with the table; without it, or without a step, the weights are first copied
+    into the scratch rows), they are copied back to ``WT``, and one loop computes at the
     new weights the full network's output, the activity bits and, where masks are drawn,
     the next round's holders and surrogates' outputs from the same registers (the words'
     bits are built in the words' own integer type, which keeps that loop vectorised).
